@@ -1,0 +1,84 @@
+"""The database: one advanced-alchemy config for SQLite (embedded default) or PostgreSQL, and migrations."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from advanced_alchemy.alembic.commands import AlembicCommands
+from advanced_alchemy.base import orm_registry
+from advanced_alchemy.extensions.litestar import AlembicAsyncConfig, AsyncSessionConfig, SQLAlchemyAsyncConfig
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = PROJECT_ROOT / "alembic"
+VERSION_TABLE = "alembic_versions"
+
+# Every module that declares tables; alembic's autogenerate and the tests import them all from here.
+MODEL_MODULES: tuple[str, ...] = ()
+
+
+def load_models() -> MetaData:
+    """Import every model module so the shared metadata knows every table."""
+    for module in MODEL_MODULES:
+        importlib.import_module(module)
+    return orm_registry.metadata
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    # WAL lets readers run beside the one writer; busy_timeout makes writers from several
+    # granian workers wait for each other instead of failing with "database is locked".
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_engine(settings: Settings):  # type: ignore[no-untyped-def]
+    url = settings.database_url
+    if is_sqlite(url):
+        Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, echo=settings.db.echo)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        url,
+        echo=settings.db.echo,
+        pool_size=settings.db.pool_size,
+        max_overflow=settings.db.max_overflow,
+        pool_pre_ping=True,
+    )
+
+
+def alchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
+    """advanced-alchemy's config for the app and for migrations."""
+    load_models()
+    return SQLAlchemyAsyncConfig(
+        engine_instance=create_engine(settings),
+        session_config=AsyncSessionConfig(expire_on_commit=False),
+        create_all=False,
+        alembic_config=AlembicAsyncConfig(
+            script_location=str(MIGRATIONS_DIR),
+            script_config=str(PROJECT_ROOT / "alembic.ini"),
+            version_table_name=VERSION_TABLE,
+            render_as_batch=True,
+            compare_type=True,
+        ),
+    )
+
+
+def migrations(settings: Settings) -> AlembicCommands:
+    """Alembic commands bound to this database (call from sync code: alembic runs its own loop)."""
+    return AlembicCommands(sqlalchemy_config=alchemy_config(settings))
+
+
+__all__ = ["MODEL_MODULES", "Engine", "alchemy_config", "load_models", "migrations"]

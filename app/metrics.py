@@ -1,0 +1,115 @@
+"""Prometheus metrics: module-level collectors, the HTTP metrics middleware and the guarded `/metrics` route.
+
+Under `pylon serve` every granian worker is its own process, so `pylon serve` points
+`PROMETHEUS_MULTIPROC_DIR` at a fresh folder before any worker starts; each worker then writes its
+samples to memory-mapped files there and `/metrics` adds up all workers' files, whichever worker answers.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+
+from litestar import Request, Response, get
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prometheus_multiprocess
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+HTTP_LABELS = ("method", "path", "status_code", "app_name")
+
+REQUESTS_TOTAL = Counter("pylon_requests_total", "HTTP requests answered.", HTTP_LABELS)
+REQUEST_DURATION = Histogram(
+    "pylon_request_duration_seconds",
+    "HTTP request duration in seconds.",
+    HTTP_LABELS,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+REQUESTS_IN_PROGRESS = Gauge(
+    "pylon_requests_in_progress",
+    "HTTP requests being processed.",
+    ("method", "path", "app_name"),
+    multiprocess_mode="livesum",
+)
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def render_metrics() -> bytes:
+    """All samples in Prometheus' text format: every worker's under `pylon serve`, this process's otherwise."""
+    if multiprocess_enabled():
+        registry = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(registry)
+        # Process metrics cannot be summed across workers; report the answering worker's.
+        ProcessCollector(registry=registry)
+        return generate_latest(registry)
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY)
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Drop a stopped worker's live gauges (granian calls nothing for us; `pylon serve` does at exit)."""
+    if multiprocess_enabled():
+        prometheus_multiprocess.mark_process_dead(pid)
+
+
+def http_metrics_middleware_factory(app_name: str):  # type: ignore[no-untyped-def]
+    """An ASGI middleware labelling requests by route template (never the raw path, which would explode)."""
+
+    def http_metrics_middleware(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            method = scope["method"]
+            path = scope.get("path_template") or "<unmatched>"
+            status_code = 500
+            in_progress = REQUESTS_IN_PROGRESS.labels(method, path, app_name)
+            in_progress.inc()
+            started = time.perf_counter()
+
+            async def send_wrapper(message: Message) -> None:
+                nonlocal status_code
+                if message["type"] == "http.response.start":
+                    status_code = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, send_wrapper)
+            finally:
+                in_progress.dec()
+                labels = (method, path, str(status_code), app_name)
+                REQUESTS_TOTAL.labels(*labels).inc()
+                REQUEST_DURATION.labels(*labels).observe(time.perf_counter() - started)
+
+        return middleware
+
+    return http_metrics_middleware
+
+
+def _check_metrics_token(request: Request, expected: str) -> None:
+    if not expected:
+        raise PermissionDeniedException("metrics are disabled: set PYLON_METRICS_TOKEN to enable /metrics")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(token.encode(), expected.encode()):
+        raise NotAuthorizedException("a valid 'Authorization: Bearer <PYLON_METRICS_TOKEN>' header is required")
+
+
+@get("/metrics", include_in_schema=False, sync_to_thread=False, opt={"open": "guarded by PYLON_METRICS_TOKEN"})
+def metrics_endpoint(request: Request) -> Response[bytes]:
+    """Prometheus metrics, behind `Authorization: Bearer <PYLON_METRICS_TOKEN>`."""
+    _check_metrics_token(request, request.app.state.settings.auth.metrics_token)
+    return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)

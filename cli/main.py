@@ -1,0 +1,44 @@
+"""`pylon`: the operator CLI. Commands stay thin over `app/`; imports are lazy so `--help` is instant."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli import config as config_commands
+from cli import db as db_commands
+from cli.errors import out_console, state
+from cli.serve import serve
+
+app = typer.Typer(
+    name="pylon",
+    help="Pylon: a gateway for Bittensor subnets.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+) -> None:
+    state.debug = debug
+
+
+@app.command()
+def version() -> None:
+    """Print Pylon's version."""
+    from app import __version__
+
+    out_console.print(__version__)
+
+
+app.command()(serve)
+app.add_typer(db_commands.app, name="db")
+app.add_typer(config_commands.app, name="config")
+
+
+if __name__ == "__main__":
+    app()

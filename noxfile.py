@@ -1,0 +1,59 @@
+"""Developer tasks: `nox -s test`, `nox -s lint`, `nox -s format`, `nox -s bench`.
+
+Each session syncs its virtualenv from uv.lock, so tests run against exactly the locked versions.
+"""
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "test"]
+
+
+def _sync(session: nox.Session, *extra: str) -> None:
+    session.run_install(
+        "uv",
+        "sync",
+        "--frozen",
+        "--group",
+        "dev",
+        *extra,
+        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location, "UV_PYTHON_DOWNLOADS": "never"},
+    )
+
+
+@nox.session
+def test(session: nox.Session) -> None:
+    """Run the test suite; arguments go to pytest (`nox -s test -- -k metrics`)."""
+    _sync(session)
+    args = session.posargs or ["-q", "-ra"]
+    session.run("pytest", *args, env={"PYTHONUNBUFFERED": "1"})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff format --check, ruff check and mypy."""
+    _sync(session)
+    session.run("ruff", "format", "--check", ".")
+    session.run("ruff", "check", ".")
+    session.run("mypy", "app", "cli")
+
+
+@nox.session(name="format")
+def format_(session: nox.Session) -> None:
+    """Apply ruff's formatting and safe fixes."""
+    _sync(session)
+    session.run("ruff", "format", ".")
+    session.run("ruff", "check", "--fix", ".")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks that print figures (requests/s, latency percentiles, ratios); nothing is asserted."""
+    _sync(session)
+    scripts = sorted(name for name in os.listdir("bench") if name.startswith("bench_") and name.endswith(".py"))
+    selected = session.posargs or scripts
+    for script in selected:
+        session.run("python", os.path.join("bench", script))
