@@ -49,7 +49,7 @@ class AxonInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Stakes(msgspec.Struct, frozen=True, kw_only=True):
-    """A hotkey's stake on the subnet: alpha, TAO, and total (alpha + TAO weighted), as subnet state has it."""
+    """A hotkey's stake on the subnet: alpha, TAO, and total (alpha + weighted TAO), per subnet state."""
 
     alpha: float
     tao: float
@@ -311,7 +311,7 @@ class ChainClient(abc.ABC):
         weights: Mapping[int, float],
         version_key: int = DEFAULT_VERSION_KEY,
     ) -> ExtrinsicResult:
-        """Set weights {uid: weight} (any non-negative scale; normalised to u16 here) for the signer's hotkey."""
+        """Set weights {uid: weight} (any non-negative scale, normalised to u16) for the signer's hotkey."""
 
     @abc.abstractmethod
     async def commit_weights(
@@ -358,7 +358,7 @@ class ChainClient(abc.ABC):
 
     # --- heads
     async def subscribe_heads(self) -> AsyncIterator[BlockInfo]:
-        """New heads as they come. This default polls `head()`; implementations with subscriptions override it.
+        """New heads as they come. This default polls `head()`; clients with subscriptions override it.
 
         Errors propagate to the caller, which decides how to back off and resubscribe.
         """

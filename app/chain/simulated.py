@@ -17,6 +17,7 @@ Everything derives from `seed`: the same seed gives the same hotkeys, stakes, ax
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import random
 from collections import Counter, OrderedDict
@@ -148,7 +149,7 @@ def keypair_for(seed: int, netuid: int, uid: int, kind: Literal["hot", "cold"] =
     from bittensor_wallet import Keypair
 
     secret = hashlib.blake2b(f"pylon-sim:{seed}:{netuid}:{uid}:{kind}".encode(), digest_size=32).hexdigest()
-    return Keypair.create_from_seed(secret)
+    return Keypair.create_from_seed(secret)  # type: ignore[arg-type]  # the stub says bytes; it takes hex
 
 
 class SimulatedChain:
@@ -206,7 +207,8 @@ class SimulatedChain:
             if validator:
                 axon = AxonInfo(ip="0.0.0.0", port=0, protocol=0)  # noqa: S104 - validators rarely serve
             else:
-                ip = f"{rng.randint(11, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+                octets = (rng.randint(11, 223), rng.randint(0, 255), rng.randint(0, 255), rng.randint(1, 254))
+                ip = ".".join(map(str, octets))
                 axon = AxonInfo(
                     ip=ip, port=rng.choice((8091, 8080, 9000, rng.randint(1024, 65535))), protocol=4
                 )
@@ -407,10 +409,10 @@ class SimulatedChain:
         if any(v < 0 or v > U16_MAX for v in values):
             raise ChainModuleError("InvalidWeight")
         total = sum(values)
-        if not self_only and total and params.max_weights_limit < U16_MAX:
-            # Subtensor normalises to sum 65535 and refuses any share above the max-weight limit.
-            if max(v * U16_MAX // total for v in values) > params.max_weights_limit:
-                raise ChainModuleError("MaxWeightExceeded")
+        # Subtensor normalises to sum 65535 and refuses any share above the max-weight limit.
+        limited = not self_only and total and params.max_weights_limit < U16_MAX
+        if limited and max(v * U16_MAX // total for v in values) > params.max_weights_limit:
+            raise ChainModuleError("MaxWeightExceeded")
         return uid
 
     def _rate_limited(self, snapshot: SubnetSnapshot, uid: int, block: int) -> bool:
@@ -531,7 +533,7 @@ class SimulatedChain:
         validator: bool = False,
         stake: float | None = None,
     ) -> int:
-        """Register a hotkey (replacing the neuron with the lowest stake, as a full subnet prunes); returns its uid.
+        """Register a hotkey in place of the lowest-staked non-validator; return its uid.
 
         With `validator=True` the neuron gets a validator permit and a validator-sized stake.
         Registering an already registered hotkey only applies `validator`/`stake`.
@@ -591,7 +593,7 @@ class SimulatedChain:
         self._update_head(netuid, self._replace_neuron(snapshot, uid, validator_permit=permit))
 
     def set_hyperparams(self, netuid: int, **changes: Any) -> SubnetHyperparams:
-        """Change hyperparameters at the head (the simulated sudo call), e.g. `commit_reveal_weights_enabled=True`."""
+        """Change hyperparameters at the head (simulated sudo), e.g. `commit_reveal_weights_enabled=True`."""
         snapshot = self.subnet(netuid)
         params = msgspec.structs.replace(snapshot.hyperparams, **changes)
         self._update_head(netuid, msgspec.structs.replace(snapshot, hyperparams=params))
@@ -609,7 +611,7 @@ class SimulatedChain:
 
     # ---------------------------------------------------------------------------------------- epoch
     def _run_epoch(self, snapshot: SubnetSnapshot, block: int) -> SubnetSnapshot:
-        """Deterministic stand-in for Yuma consensus: scores drift, emission follows incentive and dividends."""
+        """A deterministic stand-in for Yuma consensus: scores drift, emission follows the scores."""
         rng = random.Random(f"{self.seed}:{snapshot.netuid}:{block}")
         params = snapshot.hyperparams
         neurons = []
@@ -745,10 +747,8 @@ class SimulatedChainClient(ChainClient):
     async def close(self) -> None:
         if self._producer is not None:
             self._producer.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._producer
-            except asyncio.CancelledError:
-                pass
             self._producer = None
 
     # -------------------------------------------------------------------------------------- plumbing
@@ -805,14 +805,14 @@ class SimulatedChainClient(ChainClient):
     async def subscribe_heads(self) -> AsyncIterator[BlockInfo]:
         """Each new head as the producer makes it (a real subscription, not polling)."""
         await self._enter("subscribe_heads")
-        last = self.chain.head.number
+        seen = [self.chain.head.number]
         yield self.chain.head.info
         while True:
             async with self._new_block:
-                await self._new_block.wait_for(lambda: self.chain.head.number > last)
+                await self._new_block.wait_for(lambda: self.chain.head.number > seen[0])
             if self.unreachable:
                 raise ChainUnavailable("subscription dropped: simulated chain is unreachable")
-            last = self.chain.head.number
+            seen[0] = self.chain.head.number
             yield self.chain.head.info
 
     # ------------------------------------------------------------------------------------- extrinsics
