@@ -50,6 +50,8 @@ HEAD_AGE = Gauge(
     "Seconds since the watcher last saw a new chain head.",
     multiprocess_mode="min",
 )
+_HIT = CACHE_REQUESTS.labels("latest", "hit")
+_STALE = CACHE_REQUESTS.labels("latest", "stale")
 HEAD_BLOCK = Gauge("pylon_chain_head_block", "Number of the latest chain head seen.", multiprocess_mode="max")
 
 # A netuid is watched once it is asked for; bounded so that random netuids cannot grow the work per block.
@@ -252,6 +254,9 @@ class MetagraphCache:
         while len(self._older) > self.lru_size:
             self._older.popitem(last=False)
 
+    def count_hit(self) -> None:
+        (_STALE if self.is_stale() else _HIT).inc()
+
     def peek(self, netuid: int) -> CachedMetagraph | None:
         """The latest cached metagraph without touching the chain (None while cold)."""
         return self._latest.get(netuid)
@@ -263,7 +268,7 @@ class MetagraphCache:
         """
         cached = self._latest.get(netuid)
         if cached is not None:
-            CACHE_REQUESTS.labels("latest", "stale" if self.is_stale() else "hit").inc()
+            self.count_hit()
             return cached
         CACHE_REQUESTS.labels("latest", "miss").inc()
         if len(self.watched) < MAX_WATCHED_NETUIDS:
