@@ -245,6 +245,7 @@ class TurbobtChainClient(ChainClient):
         netuid: int | None = None,
         uri: str | None = None,
         limit: float | None = None,
+        raw_errors: bool = False,
     ) -> T:
         """Run one turbobt call on a connection, bounded, measured, with transport errors mapped."""
         uri = uri or self.network
@@ -263,6 +264,12 @@ class TurbobtChainClient(ChainClient):
                 raise ChainUnavailable(
                     f"{operation}: connection to {uri} lost ({type(exc).__name__})"
                 ) from exc
+            except ChainError:
+                raise
+            except Exception as exc:
+                if raw_errors or _is_pruned_state(exc):
+                    raise
+                raise ChainError(f"{operation}: {type(exc).__name__}: {exc}") from exc
             status = "success"
             return result
         finally:
@@ -299,6 +306,10 @@ class TurbobtChainClient(ChainClient):
                     operation, lambda bt: func(bt, block_hash), netuid=netuid, uri=self.archive_network
                 )
                 return block, result
+            if _is_pruned_state(exc):
+                raise BlockNotFound(
+                    block.number, "is pruned: its state is no longer kept by the node"
+                ) from exc
             raise
 
     # ------------------------------------------------------------------------------------------ reads
@@ -432,7 +443,9 @@ class TurbobtChainClient(ChainClient):
     # ------------------------------------------------------------------------------------- extrinsics
     async def _extrinsic(self, operation: str, netuid: int, submit: Callable[[Any], Awaitable[T]]) -> T:
         try:
-            return await self._call(operation, submit, netuid=netuid, limit=self.extrinsic_timeout)
+            return await self._call(
+                operation, submit, netuid=netuid, limit=self.extrinsic_timeout, raw_errors=True
+            )
         except ChainError:
             raise
         except Exception as exc:
