@@ -27,7 +27,14 @@ def runtime_neuron(uid: int, hotkey: str = HOTKEY) -> dict[str, Any]:
         "uid": uid,
         "netuid": 1,
         "active": True,
-        "axon_info": {"block": 1, "version": 1, "ip": "203.0.113.7", "port": 8091, "ip_type": 4, "protocol": 4},
+        "axon_info": {
+            "block": 1,
+            "version": 1,
+            "ip": "203.0.113.7",
+            "port": 8091,
+            "ip_type": 4,
+            "protocol": 4,
+        },
         "prometheus_info": {"block": 0, "version": 0, "ip": "0.0.0.0", "port": 0, "ip_type": 4},
         "stake": {COLDKEY: 2_500_000_000_000},
         "rank": 32768,
@@ -76,18 +83,22 @@ class FakeSubnet:
 
     async def get_hyperparameters(self, block_hash: str) -> dict[str, Any] | None:
         self._check(block_hash, "hyperparams")
-        return {"tempo": 99, "commit_reveal_weights_enabled": 1, "a_future_field": 5} if self.netuid == 1 else None
+        return (
+            {"tempo": 99, "commit_reveal_weights_enabled": 1, "a_future_field": 5}
+            if self.netuid == 1
+            else None
+        )
 
 
 class FakeChain:
     def __init__(self, bt: FakeBittensor) -> None:
         self.bt = bt
 
-    async def getHeader(self) -> dict[str, Any]:  # noqa: N802 - turbobt's name
+    async def getHeader(self) -> dict[str, Any]:
         await asyncio.sleep(self.bt.delay)
         return {"number": self.bt.head}
 
-    async def getBlockHash(self, number: int) -> str | None:  # noqa: N802
+    async def getBlockHash(self, number: int) -> str | None:
         return None if number > self.bt.head else f"0x{number:064x}"
 
 
@@ -125,7 +136,11 @@ class Nodes:
 
 
 def make(nodes: Nodes, **kwargs: Any) -> TurbobtChainClient:
-    options: dict[str, Any] = {"archive_network": "archive", "archive_blocks_cutoff": 300, "call_timeout": 1.0}
+    options: dict[str, Any] = {
+        "archive_network": "archive",
+        "archive_blocks_cutoff": 300,
+        "call_timeout": 1.0,
+    }
     return TurbobtChainClient("finney", connect=nodes, backoff=(0.05, 0.2), **{**options, **kwargs})
 
 
