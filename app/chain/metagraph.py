@@ -61,7 +61,7 @@ _ENCODER = msgspec.json.Encoder()
 class CachedMetagraph:
     """One subnet's neurons at one block, with its response bytes prebuilt."""
 
-    __slots__ = ("block", "body", "etag", "fetched_at", "metagraph", "netuid")
+    __slots__ = ("asgi_response", "block", "body", "etag", "fetched_at", "metagraph", "netuid", "raw_headers")
 
     def __init__(self, netuid: int, metagraph: Metagraph) -> None:
         self.netuid = netuid
@@ -71,6 +71,15 @@ class CachedMetagraph:
         # The content is a function of (netuid, block hash): every worker computes the same ETag.
         self.etag = f'"sn{netuid}-{metagraph.block.number}-{metagraph.block.hash[2:18]}"'
         self.fetched_at = time.monotonic()
+        # ASGI response headers, built once: the hot path sends them as they are.
+        self.raw_headers: list[tuple[bytes, bytes]] = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self.body)).encode()),
+            (b"etag", self.etag.encode()),
+            (b"x-pylon-block", str(self.block.number).encode()),
+        ]
+        # Set by the HTTP layer the first time it serves this metagraph (an ASGI app reused per request).
+        self.asgi_response: Any = None
 
     @property
     def neurons(self) -> dict[str, Neuron]:
