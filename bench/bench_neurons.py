@@ -73,8 +73,11 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def to_ms(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+    if match is None:
+        return float("nan")
+    number, unit = match.groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
 def run_wrk(wrk: str, url: str, connections: int) -> dict[str, float]:
@@ -96,9 +99,13 @@ def run_wrk(wrk: str, url: str, connections: int) -> dict[str, float]:
         check=True,
     )
     out = result.stdout
+    if "Requests/sec" not in out or "50%" not in out:
+        print(f"unexpected wrk output for {url}:\n{out}\n{result.stderr}", file=sys.stderr)
+        return {"rps": float("nan"), "p50": float("nan"), "p99": float("nan")}
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    # Anchored: "50%" also appears inside the Thread Stats line (e.g. "85.50%").
+    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         print(f"warning: {errors.group(1)} non-2xx answers from {url}", file=sys.stderr)
@@ -174,9 +181,8 @@ def main() -> None:
             for name, url in (("pylon", pylon_url), ("bare", bare_url)):
                 figures = run_wrk(wrk, url, connections)
                 results[(connections, name)] = figures
-                print(
-                    f"{connections:>11} {name:>6} {figures['rps']:>9.0f} {figures['p50']:>8.2f} {figures['p99']:>8.2f}"
-                )
+                rps, p50, p99 = figures["rps"], figures["p50"], figures["p99"]
+                print(f"{connections:>11} {name:>6} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f}", flush=True)
         for connections in (1, 64):
             pylon_fig, bare_fig = results[(connections, "pylon")], results[(connections, "bare")]
             print(
