@@ -28,7 +28,6 @@ from prometheus_client import Counter, Gauge
 
 from app.chain.client import (
     BlockInfo,
-    BlockNotFound,
     ChainClient,
     ChainError,
     Metagraph,
@@ -50,6 +49,8 @@ HEAD_AGE = Gauge(
     "Seconds since the watcher last saw a new chain head.",
     multiprocess_mode="min",
 )
+_HIT = CACHE_REQUESTS.labels("latest", "hit")
+_STALE = CACHE_REQUESTS.labels("latest", "stale")
 HEAD_BLOCK = Gauge("pylon_chain_head_block", "Number of the latest chain head seen.", multiprocess_mode="max")
 
 # A netuid is watched once it is asked for; bounded so that random netuids cannot grow the work per block.
@@ -112,9 +113,10 @@ class MetagraphCache:
         self._older: OrderedDict[tuple[int, int], CachedMetagraph] = OrderedDict()
         self._hyperparams: dict[int, tuple[BlockInfo, SubnetHyperparams]] = {}
         self._inflight: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
-        self._unknown: set[int] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._new_head = asyncio.Event()
+        # The highest head whose metagraphs have been refreshed (self.head is set before the refresh).
+        self._processed = -1
 
     # ------------------------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -171,6 +173,7 @@ class MetagraphCache:
         self.last_error = f"{type(errors[0]).__name__}: {errors[0]}" if errors else None
         for error in errors:
             log.warning("metagraph_refresh_failed", block=head.number, error=str(error))
+        self._processed = max(self._processed, head.number)
         self._new_head.set()
         self._new_head = asyncio.Event()
 
@@ -252,6 +255,9 @@ class MetagraphCache:
         while len(self._older) > self.lru_size:
             self._older.popitem(last=False)
 
+    def count_hit(self) -> None:
+        (_STALE if self.is_stale() else _HIT).inc()
+
     def peek(self, netuid: int) -> CachedMetagraph | None:
         """The latest cached metagraph without touching the chain (None while cold)."""
         return self._latest.get(netuid)
@@ -263,7 +269,7 @@ class MetagraphCache:
         """
         cached = self._latest.get(netuid)
         if cached is not None:
-            CACHE_REQUESTS.labels("latest", "stale" if self.is_stale() else "hit").inc()
+            self.count_hit()
             return cached
         CACHE_REQUESTS.labels("latest", "miss").inc()
         if len(self.watched) < MAX_WATCHED_NETUIDS:
@@ -287,9 +293,6 @@ class MetagraphCache:
             CACHE_REQUESTS.labels("block", "hit").inc()
             return older
         CACHE_REQUESTS.labels("block", "miss").inc()
-        if self.head is not None and number > self.head.number + 1:
-            # Spare the chain a round trip for a block that cannot exist yet.
-            raise BlockNotFound(number, "is in the future")
         block = await asyncio.wait_for(self.client.block(number), self.call_timeout)
         fetched = await self._fetch(netuid, block)
         self._remember(fetched)
@@ -336,7 +339,7 @@ class MetagraphCache:
 
     async def wait_for_head(self, after: int) -> BlockInfo:
         """Wait until the watcher has processed a head above `after` (callers bound it with a timeout)."""
-        while self.head is None or self.head.number <= after:
+        while self.head is None or self._processed <= after:
             await self._new_head.wait()
         assert self.head is not None
         return self.head
