@@ -2,7 +2,8 @@
 
 The node never hand-writes SCALE: it loads the runtime's MetadataV15 (the exact `Metadata_metadata_at_version`
 answer recorded from a live node) into scalecodec the same way turbobt does, and encodes and decodes
-through the types the metadata names (`scale_info::<id>`). So whatever turbobt decodes matches, field for field.
+through the types the metadata names (`scale_info::<id>`),
+so what turbobt decodes matches field for field.
 
 The metadata files are not part of Pylon: `pylon chain dump-metadata` records them from a live node, and
 `find_metadata_dir()` looks for them.

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from app.chain.client import BlockNotFound, UnknownNetuid
+from app.chain.client import BlockNotFound, SubnetHyperparams, UnknownNetuid
 from app.chain.localnet import extrinsics, runtime_api
 from app.chain.localnet.codec import Runtime, hexstr
 from app.chain.localnet.storage import BlockContext, Storage
@@ -178,7 +178,7 @@ class LocalNode:
 
     # ------------------------------------------------------------------------------------- blocks
     def hash_of(self, number: int) -> str:
-        """The simulated chain's block hash formula, which also gives pre-genesis numbers (0, era births) one."""
+        """The simulated chain's block hash formula (pre-genesis numbers, 0 and era births, get one too)."""
         return (
             "0x" + hashlib.blake2b(f"block:{self.chain.seed}:{number}".encode(), digest_size=32).hexdigest()
         )
@@ -479,7 +479,7 @@ class LocalNode:
         key = (block_hash, name, payload)
         if key in cache:
             cache.move_to_end(key)
-            return cache[key]  # type: ignore[no-any-return]
+            return cache[key]
         value = build()
         cache[key] = value
         if len(cache) > 64:
@@ -589,3 +589,26 @@ class LocalNode:
         if watch is not None:
             self._watch_by_hash.pop(watch.extrinsic_hash, None)
         return watch is not None
+
+
+def build_node(
+    runtime: Runtime,
+    *,
+    netuids: list[int] | tuple[int, ...] = (1,),
+    neurons: int = 256,
+    seed: int = 0,
+    block_time: float = 12.0,
+    register: list[str] | tuple[str, ...] = (),
+    validators: list[str] | tuple[str, ...] = (),
+    hyperparams: SubnetHyperparams | None = None,
+) -> LocalNode:
+    """A node over a fresh simulated chain: `register` hotkeys join every subnet, `validators` also get a
+    validator permit and stake, so a developer's own wallet can set weights and serve an axon."""
+    chain = SimulatedChain(netuids=netuids, neurons=neurons, seed=seed, hyperparams=hyperparams)
+    for hotkey in register:
+        for netuid in chain.netuids:
+            chain.register(netuid, hotkey)
+    for hotkey in validators:
+        for netuid in chain.netuids:
+            chain.register(netuid, hotkey, validator=True)
+    return LocalNode(runtime, chain, block_time=block_time)

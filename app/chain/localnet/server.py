@@ -1,4 +1,4 @@
-"""JSON-RPC transport for the local node: websocket (calls and subscriptions) and HTTP POST (calls), on one port.
+"""JSON-RPC transport for the local node: websocket (calls, subscriptions) and HTTP POST (calls), one port.
 
 `ws://HOST:PORT` is what turbobt and bittensor connect to; `curl -d '{"jsonrpc":"2.0","id":1,
 "method":"chain_getHeader","params":[]}' http://HOST:PORT` works for reads.
@@ -73,9 +73,7 @@ def create_app(node: LocalNode) -> web.Application:
         session = WebSocketSession(ws)
         try:
             async for message in ws:
-                if message.type == WSMsgType.TEXT:
-                    await session.send(await answer_payload(node, session, message.data))
-                elif message.type == WSMsgType.BINARY:
+                if message.type == WSMsgType.TEXT or message.type == WSMsgType.BINARY:
                     await session.send(await answer_payload(node, session, message.data))
         finally:
             node.drop_session(session)
@@ -108,7 +106,7 @@ class LocalnetServer:
         if self.port == 0:
             server = site._server
             assert server is not None
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         self.node.start()
         log.info("localnet_listening", url=self.url, block_time=self.node.block_time)
 
