@@ -6,9 +6,12 @@ from typing import Annotated
 
 import typer
 
+from cli import chain_metadata
 from cli import config as config_commands
 from cli import db as db_commands
 from cli.errors import out_console, state
+from cli.localnet import localnet
+from cli.post_ip import post_ip
 from cli.serve import serve
 
 app = typer.Typer(
@@ -22,7 +25,9 @@ app = typer.Typer(
 
 @app.callback()
 def main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")
+    ] = False,
 ) -> None:
     state.debug = debug
 
@@ -38,6 +43,10 @@ def version() -> None:
 app.command()(serve)
 app.add_typer(db_commands.app, name="db")
 app.add_typer(config_commands.app, name="config")
+app.command()(localnet)
+app.command(name="post-ip")(post_ip)
+# `pylon chain dump-metadata`; joins the chain helper's `chain` group at merge.
+app.add_typer(chain_metadata.app, name="chain")
 
 
 if __name__ == "__main__":
