@@ -605,10 +605,16 @@ def build_node(
     """A node over a fresh simulated chain: `register` hotkeys join every subnet, `validators` also get a
     validator permit and stake, so a developer's own wallet can set weights and serve an axon."""
     chain = SimulatedChain(netuids=netuids, neurons=neurons, seed=seed, hyperparams=hyperparams)
-    for hotkey in register:
-        for netuid in chain.netuids:
-            chain.register(netuid, hotkey)
+    # A registration takes the lowest-staked slot: a small stake keeps one registrant from evicting another.
     for hotkey in validators:
         for netuid in chain.netuids:
             chain.register(netuid, hotkey, validator=True)
+    for hotkey in register:
+        for netuid in chain.netuids:
+            if chain.subnet(netuid).uid_of(hotkey) is None:
+                chain.register(netuid, hotkey, stake=1000.0)
+    for hotkey in (*validators, *register):
+        for netuid in chain.netuids:
+            if chain.subnet(netuid).uid_of(hotkey) is None:
+                raise ValueError(f"subnet {netuid} has too few neurons to register every given hotkey")
     return LocalNode(runtime, chain, block_time=block_time)
