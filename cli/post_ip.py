@@ -226,7 +226,11 @@ def post_ip(
     """Post the axon address (and optionally a certificate) of a registered hotkey on a subnet."""
     from app.settings import load_settings
 
+    from app.logging import configure_logging
+
     settings = load_settings(env_file=env_file)
+    # Logs go to stderr, so stdout carries only the result (`--json` stays parseable).
+    configure_logging(settings.logging)
     chain_settings = settings.chain
     if network:
         chain_settings = msgspec.structs.replace(chain_settings, network=network)

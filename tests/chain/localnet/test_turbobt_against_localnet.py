@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 import turbobt
 
-from app.chain.client import BlockInfo, BlockNotFound, ChainError, ExtrinsicFailed, u16_to_float
+from app.chain.client import BlockInfo, BlockNotFound, ChainError, ExtrinsicFailed
 
 from .conftest import NodeThread, Wallets
 
@@ -18,7 +18,7 @@ def post(url: str, method: str, params: object) -> dict:
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
     request = urllib.request.Request(url.replace("ws://", "http://"), data=body, method="POST")
     request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
 
