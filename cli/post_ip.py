@@ -224,9 +224,8 @@ def post_ip(
     env_file: EnvFileOption = None,
 ) -> None:
     """Post the axon address (and optionally a certificate) of a registered hotkey on a subnet."""
-    from app.settings import load_settings
-
     from app.logging import configure_logging
+    from app.settings import load_settings
 
     settings = load_settings(env_file=env_file)
     # Logs go to stderr, so stdout carries only the result (`--json` stays parseable).
