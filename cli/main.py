@@ -7,9 +7,12 @@ from typing import Annotated
 import typer
 
 from cli import chain as chain_commands
+from cli import chain_metadata
 from cli import config as config_commands
 from cli import db as db_commands
 from cli.errors import out_console, state
+from cli.localnet import localnet
+from cli.post_ip import post_ip
 from cli.serve import serve
 
 app = typer.Typer(
@@ -23,7 +26,9 @@ app = typer.Typer(
 
 @app.callback()
 def main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")
+    ] = False,
 ) -> None:
     state.debug = debug
 
@@ -39,7 +44,10 @@ def version() -> None:
 app.command()(serve)
 app.add_typer(db_commands.app, name="db")
 app.add_typer(config_commands.app, name="config")
+chain_commands.app.command("dump-metadata")(chain_metadata.dump_metadata)
 app.add_typer(chain_commands.app, name="chain")
+app.command()(localnet)
+app.command(name="post-ip")(post_ip)
 
 
 if __name__ == "__main__":

@@ -453,7 +453,10 @@ class TurbobtChainClient(ChainClient):
             from turbobt.substrate.exceptions import SubstrateException
 
             if isinstance(exc, SubstrateException):
-                raise ExtrinsicFailed(type(exc).__name__, str(exc)) from exc
+                # Module errors turbobt has no class for come as SubstrateException({"name": ...}).
+                detail = exc.args[0] if exc.args else None
+                name = detail["name"] if isinstance(detail, dict) and "name" in detail else type(exc).__name__
+                raise ExtrinsicFailed(name, str(exc)) from exc
             raise
 
     def _result(self, reveal_round: int | None = None) -> ExtrinsicResult:

@@ -1,0 +1,620 @@
+"""The local subtensor node: JSON-RPC methods over a `SimulatedChain`, blocks on a timer, subscriptions.
+
+Transport-free: `LocalNode.handle(session, method, params)` answers one call; `server.py` carries the calls
+over websocket and HTTP POST. A session is anything with `async notify(method, subscription, result)`.
+Everything runs on one event loop (the simulated chain is not thread-safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from app.chain.client import BlockNotFound, SubnetHyperparams, UnknownNetuid
+from app.chain.localnet import extrinsics, runtime_api
+from app.chain.localnet.codec import Runtime, hexstr
+from app.chain.localnet.storage import BlockContext, Storage
+from app.chain.simulated import BlockRecord, CommitWeights, SimulatedChain
+
+log = structlog.get_logger(__name__)
+
+# drand quicknet (what subtensor's timelocked commits target): genesis time and period in seconds.
+DRAND_GENESIS = 1_692_803_367
+DRAND_PERIOD = 3
+# A watcher created just now may not be registered on the client yet (turbobt registers its queue after
+# the submit call returns), so its first notification waits this long.
+NOTIFY_GRACE = 0.05
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        self.code = code
+        self.message = message
+        self.data = data
+        super().__init__(message)
+
+    def to_json(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+def unknown_block(what: str) -> RpcError:
+    # turbobt turns code 4003 into its UnknownBlock exception.
+    return RpcError(4003, f"Client error: UnknownBlock: {what}")
+
+
+class Session(Protocol):
+    async def notify(self, method: str, subscription: str, result: Any) -> None: ...
+
+
+@dataclass
+class Included:
+    """One extrinsic in a block: its bytes, hash and outcome."""
+
+    data: bytes
+    hash: str
+    success: bool
+    error_name: str | None
+
+
+@dataclass
+class Watch:
+    session: Session
+    subscription: str
+    extrinsic_hash: str
+    created: float = field(default_factory=time.monotonic)
+
+
+def _param(params: Any, name: str, index: int, default: Any = None) -> Any:
+    if isinstance(params, dict):
+        return params.get(name, default)
+    if isinstance(params, list | tuple) and len(params) > index:
+        return params[index]
+    return default
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, str):
+        return int(value, 16) if value.startswith("0x") else int(value)
+    return int(value)
+
+
+class LocalNode:
+    def __init__(self, runtime: Runtime, chain: SimulatedChain, *, block_time: float = 12.0) -> None:
+        self.runtime = runtime
+        self.chain = chain
+        self.block_time = block_time
+        self.storage = Storage(runtime, self)
+        self.nonces: dict[str, int] = {}
+        self._ids = itertools.count(1)
+        self._bodies: OrderedDict[int, list[Included]] = OrderedDict()
+        self._events: dict[int, bytes] = {}
+        self._timestamps: dict[int, int] = {chain.head.number: int(time.time() * 1000)}
+        self._pending: dict[str, bytes] = {}  # simulated hash -> extrinsic bytes
+        self._commits: dict[tuple[int, str, int], tuple[bytes, int]] = {}
+        self._commit_owner: dict[str, tuple[int, str]] = {}
+        # Extrinsics the node fails itself (calls for a mechanism the simulated subnet lacks).
+        self._forced: list[tuple[bytes, str]] = []
+        # Headers outlive state (as on a pruning node): every produced block, genesis and the era range below.
+        first = chain.genesis_number
+        self._numbers: dict[str, int] = {
+            self.hash_of(n): n for n in (0, *range(max(1, first - 64), first + 1))
+        }
+        self._pending_commits: dict[str, tuple[bytes, int]] = {}
+        self._head_subs: dict[str, tuple[Session, str]] = {}  # id -> (session, notification method)
+        self._watches: dict[str, Watch] = {}
+        self._watch_by_hash: dict[str, str] = {}
+        self._producer: asyncio.Task[None] | None = None
+        self.new_block = asyncio.Event()
+        self._methods: dict[str, Callable[[Session | None, Any], Awaitable[Any]]] = {
+            "chain_getHeader": self.chain_get_header,
+            "chain_getBlockHash": self.chain_get_block_hash,
+            "chain_getBlock": self.chain_get_block,
+            "chain_getFinalizedHead": self.chain_get_finalized_head,
+            "chain_getFinalisedHead": self.chain_get_finalized_head,
+            "chain_subscribeFinalizedHeads": self._subscriber("chain_finalizedHead"),
+            "chain_subscribeFinalisedHeads": self._subscriber("chain_finalizedHead"),
+            "chain_subscribeNewHeads": self._subscriber("chain_newHead"),
+            "chain_subscribeNewHead": self._subscriber("chain_newHead"),
+            "chain_subscribeAllHeads": self._subscriber("chain_allHead"),
+            "chain_unsubscribeFinalizedHeads": self.unsubscribe_heads,
+            "chain_unsubscribeFinalisedHeads": self.unsubscribe_heads,
+            "chain_unsubscribeNewHeads": self.unsubscribe_heads,
+            "chain_unsubscribeNewHead": self.unsubscribe_heads,
+            "chain_unsubscribeAllHeads": self.unsubscribe_heads,
+            "state_call": self.state_call,
+            "state_getStorage": self.state_get_storage,
+            "state_getStorageAt": self.state_get_storage,
+            "state_getKeys": self.state_get_keys,
+            "state_getKeysPaged": self.state_get_keys_paged,
+            "state_queryStorageAt": self.state_query_storage_at,
+            "state_getRuntimeVersion": self.state_get_runtime_version,
+            "chain_getRuntimeVersion": self.state_get_runtime_version,
+            "state_getMetadata": self.state_get_metadata,
+            "system_accountNextIndex": self.system_account_next_index,
+            "system_chain": self._constant("Pylon localnet"),
+            "system_name": self._constant("pylon-localnet"),
+            "system_version": self._constant("1.0.0"),
+            "system_health": self._constant({"peers": 0, "isSyncing": False, "shouldHavePeers": False}),
+            "system_properties": self._constant({"ss58Format": 42, "tokenDecimals": 9, "tokenSymbol": "TAO"}),
+            "author_submitAndWatchExtrinsic": self.author_submit_and_watch,
+            "author_submitExtrinsic": self.author_submit,
+            "author_unwatchExtrinsic": self.author_unwatch,
+            "rpc_methods": self.rpc_methods,
+        }
+
+    # ------------------------------------------------------------------------------------ dispatch
+    async def handle(self, session: Session | None, method: str, params: Any) -> Any:
+        handler = self._methods.get(method)
+        if handler is None:
+            raise RpcError(-32601, f"Method not found: {method}")
+        try:
+            return await handler(session, params)
+        except RpcError:
+            raise
+        except (KeyError, ValueError, TypeError) as exc:
+            raise RpcError(-32602, f"Invalid params: {exc}") from exc
+
+    @staticmethod
+    def _constant(value: Any) -> Callable[[Session | None, Any], Awaitable[Any]]:
+        async def answer(session: Session | None, params: Any) -> Any:
+            return value
+
+        return answer
+
+    async def rpc_methods(self, session: Session | None, params: Any) -> Any:
+        return {"methods": sorted(self._methods)}
+
+    # ------------------------------------------------------------------------------------- blocks
+    def hash_of(self, number: int) -> str:
+        """The simulated chain's block hash formula (pre-genesis numbers, 0 and era births, get one too)."""
+        return (
+            "0x" + hashlib.blake2b(f"block:{self.chain.seed}:{number}".encode(), digest_size=32).hexdigest()
+        )
+
+    @property
+    def genesis_hash(self) -> str:
+        return self.hash_of(0)
+
+    def number_of(self, block_hash: str) -> int | None:
+        """The number of a known block hash (pruned state included), None if no block has it."""
+        return self._numbers.get(block_hash)
+
+    def record_at(self, block_hash: str | None) -> BlockRecord:
+        """The block's state; UnknownBlock (4003) for an unknown hash or discarded state."""
+        if block_hash is None:
+            return self.chain.head
+        try:
+            return self.chain.block_by_hash(block_hash)
+        except BlockNotFound as exc:
+            raise unknown_block(f"State already discarded for {block_hash} ({exc})") from exc
+
+    def header(self, number: int) -> dict[str, Any]:
+        parent = self.hash_of(number - 1) if number > 0 else "0x" + "00" * 32
+        digest = hashlib.blake2b(f"state:{self.chain.seed}:{number}".encode(), digest_size=32).hexdigest()
+        body = b"".join(x.data for x in self._bodies.get(number, []))
+        return {
+            "parentHash": parent,
+            "number": hex(number),
+            "stateRoot": "0x" + digest,
+            "extrinsicsRoot": hexstr(hashlib.blake2b(body, digest_size=32).digest()),
+            "digest": {"logs": []},
+        }
+
+    def timestamp_ms(self, number: int) -> int:
+        known = self._timestamps.get(number)
+        if known is not None:
+            return known
+        first = min(self._timestamps)
+        return self._timestamps[first] - int((first - number) * self.block_time * 1000)
+
+    def drand_round(self, number: int) -> int:
+        return max(0, (self.timestamp_ms(number) // 1000 - DRAND_GENESIS) // DRAND_PERIOD)
+
+    def commit_payload(self, netuid: int, hotkey: str, commit_block: int) -> tuple[bytes, int]:
+        return self._commits.get((netuid, hotkey, commit_block), (b"", 0))
+
+    def encoded_events(self, number: int) -> bytes:
+        cached = self._events.get(number)
+        if cached is not None:
+            return cached
+        records = []
+        info = {"weight": {"ref_time": 0, "proof_size": 0}, "class": "Normal", "pays_fee": "Yes"}
+        for index, included in enumerate(self._bodies.get(number, [])):
+            if included.success:
+                event: dict[str, Any] = {"System": {"ExtrinsicSuccess": {"dispatch_info": info}}}
+            else:
+                event = {
+                    "System": {
+                        "ExtrinsicFailed": {
+                            "dispatch_error": self._dispatch_error(included.error_name or "Other"),
+                            "dispatch_info": info,
+                        }
+                    }
+                }
+            records.append({"phase": {"ApplyExtrinsic": index}, "event": event, "topics": []})
+        item = self.runtime.storage_item("System", "Events")
+        encoded = self.runtime.encode(item.value_type, records)
+        self._events[number] = encoded
+        return encoded
+
+    def _dispatch_error(self, name: str) -> Any:
+        aliases = {"SubNetworkDoesNotExist": "SubnetNotExists", "InvalidWeight": "WeightVecLengthIsLow"}
+        for candidate in (name, aliases.get(name)):
+            if candidate is None:
+                continue
+            found = self.runtime.module_error("SubtensorModule", candidate)
+            if found is not None:
+                pallet_index, error_index = found
+                return {"Module": {"index": pallet_index, "error": hexstr(bytes([error_index, 0, 0, 0]))}}
+        return "Other"
+
+    # ----------------------------------------------------------------------------------- producer
+    def start(self) -> None:
+        if self._producer is None or self._producer.done():
+            self._producer = asyncio.get_running_loop().create_task(self._produce_forever(), name="localnet")
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            self._producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._producer
+            self._producer = None
+
+    async def _produce_forever(self) -> None:
+        next_at = time.monotonic() + self.block_time
+        while True:
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            next_at += self.block_time
+            try:
+                await self.produce_block()
+            except Exception:
+                log.exception("localnet_block_failed")
+
+    async def produce_block(self) -> BlockRecord:
+        """Make one block: apply queued extrinsics, record events, notify watchers and head subscribers."""
+        record = self.chain.produce_block()
+        self._timestamps[record.number] = int(time.time() * 1000)
+        included: list[Included] = []
+        for sim_hash in record.extrinsics:
+            data = self._pending.pop(sim_hash, b"")
+            receipt = self.chain.receipts[sim_hash]
+            xt_hash = hexstr(hashlib.blake2b(data, digest_size=32).digest())
+            commit = self._pending_commits.pop(sim_hash, None)
+            if commit is not None and receipt.success:
+                netuid, hotkey = self._commit_owner[sim_hash]
+                self._commits[(netuid, hotkey, record.number)] = commit
+            self._commit_owner.pop(sim_hash, None)
+            included.append(
+                Included(data=data, hash=xt_hash, success=receipt.success, error_name=receipt.error_name)
+            )
+            log.info(
+                "localnet_extrinsic_applied",
+                block=record.number,
+                extrinsic=xt_hash,
+                success=receipt.success,
+                error=receipt.error_name,
+            )
+        for data, error_name in self._forced:
+            xt_hash = hexstr(hashlib.blake2b(data, digest_size=32).digest())
+            included.append(Included(data=data, hash=xt_hash, success=False, error_name=error_name))
+        self._forced = []
+        self._numbers[record.hash] = record.number
+        self._bodies[record.number] = included
+        while len(self._bodies) > self.chain.state_history:
+            old, _ = self._bodies.popitem(last=False)
+            self._events.pop(old, None)
+            self._timestamps.pop(old, None)
+        self.new_block.set()
+        self.new_block = asyncio.Event()
+        header = self.header(record.number)
+        for sub_id, (session, method) in list(self._head_subs.items()):
+            await self._safe_notify(session, method, sub_id, header)
+        for xt in included:
+            watch_id = self._watch_by_hash.pop(xt.hash, None)
+            watch = self._watches.get(watch_id) if watch_id else None
+            if watch is not None:
+                asyncio.get_running_loop().create_task(self._notify_inclusion(watch, record.hash))
+        return record
+
+    async def _notify_inclusion(self, watch: Watch, block_hash: str) -> None:
+        await asyncio.sleep(max(0.0, watch.created + NOTIFY_GRACE - time.monotonic()))
+        # Local finality is instant: the including block is final at once.
+        await self._safe_notify(
+            watch.session, "author_extrinsicUpdate", watch.subscription, {"inBlock": block_hash}
+        )
+        await self._safe_notify(
+            watch.session, "author_extrinsicUpdate", watch.subscription, {"finalized": block_hash}
+        )
+
+    async def _safe_notify(self, session: Session, method: str, subscription: str, result: Any) -> None:
+        try:
+            await session.notify(method, subscription, result)
+        except Exception:
+            # The client went away: forget its subscriptions.
+            self.drop_session(session)
+
+    def drop_session(self, session: Session) -> None:
+        for sub_id, (owner, _) in list(self._head_subs.items()):
+            if owner is session:
+                del self._head_subs[sub_id]
+        for watch_id, watch in list(self._watches.items()):
+            if watch.session is session:
+                del self._watches[watch_id]
+
+    # ---------------------------------------------------------------------------------- chain_*
+    async def chain_get_header(self, session: Session | None, params: Any) -> Any:
+        block_hash = _param(params, "hash", 0)
+        number = self.chain.head.number if block_hash is None else self.number_of(block_hash)
+        return None if number is None else self.header(number)
+
+    async def chain_get_block_hash(self, session: Session | None, params: Any) -> Any:
+        # turbobt sends the number under the name "hash".
+        value = _param(params, "hash", 0)
+        if value is None:
+            value = _param(params, "blockNumber", 0)
+        if value is None:
+            return self.chain.head.hash
+        number = _to_int(value)
+        if number < 0 or number > self.chain.head.number:
+            return None
+        return self.hash_of(number)
+
+    async def chain_get_block(self, session: Session | None, params: Any) -> Any:
+        block_hash = _param(params, "hash", 0)
+        number = self.chain.head.number if block_hash is None else self.number_of(block_hash)
+        if number is None:
+            return None
+        return {
+            "block": {
+                "header": self.header(number),
+                "extrinsics": [hexstr(x.data) for x in self._bodies.get(number, [])],
+            },
+            "justifications": None,
+        }
+
+    async def chain_get_finalized_head(self, session: Session | None, params: Any) -> Any:
+        return self.chain.head.hash
+
+    def _subscriber(self, notification: str) -> Callable[[Session | None, Any], Awaitable[Any]]:
+        async def subscribe(session: Session | None, params: Any) -> Any:
+            if session is None:
+                raise RpcError(-32601, "Subscriptions need a websocket connection")
+            sub_id = self._new_id()
+            self._head_subs[sub_id] = (session, notification)
+            header = self.header(self.chain.head.number)
+            asyncio.get_running_loop().create_task(self._first_head(session, notification, sub_id, header))
+            return sub_id
+
+        return subscribe
+
+    async def _first_head(self, session: Session, method: str, sub_id: str, header: dict[str, Any]) -> None:
+        # Substrate sends the current head at once; give the client a moment to register the subscription.
+        await asyncio.sleep(NOTIFY_GRACE)
+        if sub_id in self._head_subs:
+            await self._safe_notify(session, method, sub_id, header)
+
+    async def unsubscribe_heads(self, session: Session | None, params: Any) -> Any:
+        sub_id = _param(params, "subscription", 0)
+        return self._head_subs.pop(str(sub_id), None) is not None
+
+    def _new_id(self) -> str:
+        return hashlib.blake2b(f"sub:{next(self._ids)}:{time.time_ns()}".encode(), digest_size=8).hexdigest()
+
+    # ---------------------------------------------------------------------------------- state_*
+    async def state_get_runtime_version(self, session: Session | None, params: Any) -> Any:
+        return self.runtime.runtime_version
+
+    async def state_get_metadata(self, session: Session | None, params: Any) -> Any:
+        from scalecodec.base import ScaleBytes
+
+        wrapped = self.runtime.registry.create_scale_object(
+            "Option<Vec<u8>>", data=ScaleBytes(self.runtime.metadata_answer)
+        )
+        return wrapped.decode()
+
+    async def state_call(self, session: Session | None, params: Any) -> Any:
+        name = _param(params, "name", 0)
+        data = _param(params, "bytes", 1) or ""
+        block_hash = _param(params, "hash", 2)
+        payload = bytes.fromhex(str(data).removeprefix("0x"))
+        if name == "Metadata_metadata_at_version":
+            version = int.from_bytes(payload[:4], "little") if payload else 15
+            return self.runtime.metadata_answer if version == 15 else "0x00"
+        if name == "Metadata_metadata_versions":
+            return hexstr(self.runtime.encode("Vec<u32>", [14, 15]))
+        record = self.record_at(block_hash)
+        api, _, method = str(name).partition("_")
+        handlers = {
+            ("NeuronInfoRuntimeApi", "get_neurons_lite"): lambda snap, args: (
+                runtime_api.neurons_lite(self.runtime, snap)
+                if snap
+                else self.runtime.encode(self.runtime.api_output(api, method), [])
+            ),
+            ("NeuronInfoRuntimeApi", "get_neuron_lite"): lambda snap, args: runtime_api.neuron_lite(
+                self.runtime, snap, int(args["uid"])
+            ),
+            ("NeuronInfoRuntimeApi", "get_neuron"): lambda snap, args: runtime_api.neuron_full(
+                self.runtime, snap, int(args["uid"])
+            ),
+            ("SubnetInfoRuntimeApi", "get_subnet_hyperparams"): lambda snap, args: runtime_api.hyperparams(
+                self.runtime, snap
+            ),
+            ("SubnetInfoRuntimeApi", "get_subnet_state"): lambda snap, args: runtime_api.subnet_state(
+                self.runtime, snap
+            ),
+        }
+        handler = handlers.get((api, method))
+        if handler is None:
+            raise RpcError(
+                -32000,
+                f"Client error: Execution failed: pylon localnet does not implement the runtime API {name}",
+            )
+        args = runtime_api.decode_netuid_args(self.runtime, api, method, payload)
+        try:
+            snapshot = self.chain.subnet(int(args["netuid"]), record.info)
+        except UnknownNetuid:
+            snapshot = None
+        return hexstr(
+            await self._cached_call(record.hash, str(name), payload, lambda: handler(snapshot, args))
+        )
+
+    _call_cache: OrderedDict[tuple[str, str, bytes], bytes]
+
+    async def _cached_call(
+        self, block_hash: str, name: str, payload: bytes, build: Callable[[], bytes]
+    ) -> bytes:
+        cache = self.__dict__.setdefault("_call_cache", OrderedDict())
+        key = (block_hash, name, payload)
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        value = build()
+        cache[key] = value
+        if len(cache) > 64:
+            cache.popitem(last=False)
+        return value
+
+    def _ctx(self, block_hash: str | None) -> BlockContext:
+        return BlockContext(record=self.record_at(block_hash), node=self)
+
+    async def state_get_storage(self, session: Session | None, params: Any) -> Any:
+        key = bytes.fromhex(str(_param(params, "key", 0)).removeprefix("0x"))
+        value = self.storage.get(key, self._ctx(_param(params, "hash", 1)))
+        return None if value is None else hexstr(value)
+
+    async def state_get_keys(self, session: Session | None, params: Any) -> Any:
+        prefix = bytes.fromhex(str(_param(params, "prefix", 0) or "").removeprefix("0x"))
+        return [hexstr(k) for k in self.storage.keys(prefix, self._ctx(_param(params, "hash", 1)))]
+
+    async def state_get_keys_paged(self, session: Session | None, params: Any) -> Any:
+        prefix = bytes.fromhex(str(_param(params, "prefix", 0) or "").removeprefix("0x"))
+        count = int(_param(params, "count", 1, 1000))
+        start = bytes.fromhex(str(_param(params, "startKey", 2) or "").removeprefix("0x"))
+        keys = self.storage.keys(prefix, self._ctx(_param(params, "hash", 3)))
+        return [hexstr(k) for k in keys if k > start][:count]
+
+    async def state_query_storage_at(self, session: Session | None, params: Any) -> Any:
+        keys = _param(params, "keys", 0) or []
+        block_hash = _param(params, "hash", 1)
+        ctx = self._ctx(block_hash)
+        changes = []
+        for key in keys:
+            value = self.storage.get(bytes.fromhex(str(key).removeprefix("0x")), ctx)
+            changes.append([key, None if value is None else hexstr(value)])
+        return [{"block": ctx.record.hash, "changes": changes}]
+
+    # ------------------------------------------------------------------------------- extrinsics
+    async def system_account_next_index(self, session: Session | None, params: Any) -> Any:
+        account = str(_param(params, "account", 0))
+        return self.nonces.get(account, 0)
+
+    def _accept(self, data_hex: str) -> tuple[extrinsics.SignedExtrinsic, str]:
+        """Check and queue an extrinsic; returns it and its hash. Raises RpcError as the pool would."""
+        data = bytes.fromhex(str(data_hex).removeprefix("0x"))
+        try:
+            xt = extrinsics.decode(self.runtime, data)
+            call, mechanism = extrinsics.to_call(xt)
+            expected = self.nonces.get(xt.signer, 0)
+            if xt.nonce < expected:
+                raise extrinsics.InvalidTransaction("Transaction is outdated")
+            if xt.nonce > expected:
+                raise extrinsics.InvalidTransaction("Transaction will be valid in the future")
+            # A transaction is checked against the block it would go into: the next one.
+            current = self.chain.head.number + 1
+            birth = xt.era.birth(current)
+            birth_hash = bytes.fromhex(self.hash_of(birth)[2:])
+            genesis = bytes.fromhex(self.genesis_hash[2:])
+            if not extrinsics.verify_signature(self.runtime, xt, genesis, birth_hash):
+                # Also what an expired era looks like: the birth block differs from the one signed.
+                raise extrinsics.InvalidTransaction("Transaction has a bad signature")
+        except extrinsics.InvalidTransaction as exc:
+            raise RpcError(1010, "Invalid Transaction", exc.reason) from exc
+        except extrinsics.UnsupportedCall as exc:
+            raise RpcError(1002, f"Verification Error: Runtime error: {exc}") from exc
+        self.nonces[xt.signer] = expected + 1
+        if mechanism != 0:
+            # Pylon's simulated subnets have one mechanism; the chain reports the others as missing.
+            self._forced.append((data, "MechanismDoesNotExist"))
+            return xt, xt.hash
+        sim_hash = self.chain.submit(xt.signer, call)
+        self._pending[sim_hash] = data
+        if isinstance(call, CommitWeights):
+            reveal_round = int(xt.call_args.get("reveal_round", 0))
+            self._pending_commits[sim_hash] = (call.commit, reveal_round)
+            self._commit_owner[sim_hash] = (call.netuid, xt.signer)
+            log.info(
+                "localnet_commit_recorded",
+                hotkey=xt.signer,
+                netuid=call.netuid,
+                reveal_round=reveal_round,
+                note="timelocked weights cannot be revealed offline (no drand signature)",
+            )
+        return xt, xt.hash
+
+    async def author_submit_and_watch(self, session: Session | None, params: Any) -> Any:
+        if session is None:
+            raise RpcError(-32601, "Subscriptions need a websocket connection")
+        _, xt_hash = self._accept(_param(params, "bytes", 0) or _param(params, "extrinsic", 0))
+        sub_id = self._new_id()
+        watch = Watch(session=session, subscription=sub_id, extrinsic_hash=xt_hash)
+        self._watches[sub_id] = watch
+        self._watch_by_hash[xt_hash] = sub_id
+        asyncio.get_running_loop().create_task(self._ready(watch))
+        return sub_id
+
+    async def _ready(self, watch: Watch) -> None:
+        await asyncio.sleep(NOTIFY_GRACE)
+        if watch.subscription in self._watches and watch.extrinsic_hash in self._watch_by_hash:
+            await self._safe_notify(watch.session, "author_extrinsicUpdate", watch.subscription, "ready")
+
+    async def author_submit(self, session: Session | None, params: Any) -> Any:
+        _, xt_hash = self._accept(_param(params, "extrinsic", 0) or _param(params, "bytes", 0))
+        return xt_hash
+
+    async def author_unwatch(self, session: Session | None, params: Any) -> Any:
+        sub_id = str(_param(params, "bytes", 0) or _param(params, "subscription", 0))
+        watch = self._watches.pop(sub_id, None)
+        if watch is not None:
+            self._watch_by_hash.pop(watch.extrinsic_hash, None)
+        return watch is not None
+
+
+def build_node(
+    runtime: Runtime,
+    *,
+    netuids: list[int] | tuple[int, ...] = (1,),
+    neurons: int = 256,
+    seed: int = 0,
+    block_time: float = 12.0,
+    register: list[str] | tuple[str, ...] = (),
+    validators: list[str] | tuple[str, ...] = (),
+    hyperparams: SubnetHyperparams | None = None,
+) -> LocalNode:
+    """A node over a fresh simulated chain: `register` hotkeys join every subnet, `validators` also get a
+    validator permit and stake, so a developer's own wallet can set weights and serve an axon."""
+    chain = SimulatedChain(netuids=netuids, neurons=neurons, seed=seed, hyperparams=hyperparams)
+    # A registration takes the lowest-staked slot: a small stake keeps one registrant from evicting another.
+    for hotkey in validators:
+        for netuid in chain.netuids:
+            chain.register(netuid, hotkey, validator=True)
+    for hotkey in register:
+        for netuid in chain.netuids:
+            if chain.subnet(netuid).uid_of(hotkey) is None:
+                chain.register(netuid, hotkey, stake=1000.0)
+    for hotkey in (*validators, *register):
+        for netuid in chain.netuids:
+            if chain.subnet(netuid).uid_of(hotkey) is None:
+                raise ValueError(f"subnet {netuid} has too few neurons to register every given hotkey")
+    return LocalNode(runtime, chain, block_time=block_time)

@@ -1,0 +1,119 @@
+"""`pylon localnet`: a local subtensor node (websocket JSON-RPC) over the simulated subnet, for turbobt."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated
+
+import typer
+
+from cli.errors import CliError, err_console, handle_errors
+
+
+def _netuids(values: list[str]) -> list[int]:
+    netuids: list[int] = []
+    for value in values:
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    netuids.append(int(part))
+                except ValueError:
+                    raise typer.BadParameter(f"not a netuid: {part!r}", param_hint="--netuids") from None
+    return sorted(set(netuids)) or [1]
+
+
+def _check_ss58(values: list[str], option: str) -> list[str]:
+    from scalecodec.utils.ss58 import ss58_decode
+
+    for value in values:
+        try:
+            ss58_decode(value)
+        except ValueError:
+            raise typer.BadParameter(f"not an ss58 address: {value!r}", param_hint=option) from None
+    return values
+
+
+@handle_errors
+def localnet(
+    host: Annotated[str, typer.Option(envvar="PYLON_LOCALNET_HOST", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(envvar="PYLON_LOCALNET_PORT", help="Port to bind (0: any free).")
+    ] = 9944,
+    block_time: Annotated[
+        float, typer.Option(envvar="PYLON_LOCALNET_BLOCK_TIME", help="Seconds between blocks.")
+    ] = 12.0,
+    netuids: Annotated[
+        list[str], typer.Option("--netuids", envvar="PYLON_LOCALNET_NETUIDS", help="Subnets (repeat or 1,2).")
+    ] = ["1"],  # noqa: B006 - typer needs a list default
+    neurons: Annotated[int, typer.Option(envvar="PYLON_LOCALNET_NEURONS", help="Neurons per subnet.")] = 256,
+    metadata_dir: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PYLON_CHAIN_METADATA_DIR",
+            help="Folder with metadata_v15.json and runtime_version.json (`pylon chain dump-metadata`).",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(envvar="PYLON_LOCALNET_SEED", help="Seed of the simulated state.")] = 0,
+    register: Annotated[
+        list[str] | None,
+        typer.Option("--register", help="Register this ss58 hotkey on every subnet (repeat)."),
+    ] = None,
+    validator: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--validator", help="Register this ss58 hotkey with a validator permit and stake (repeat)."
+        ),
+    ] = None,
+    tempo: Annotated[int, typer.Option(help="Blocks per epoch.")] = 360,
+    weights_rate_limit: Annotated[int, typer.Option(help="Blocks between weight sets of one hotkey.")] = 100,
+    commit_reveal: Annotated[bool, typer.Option(help="Subnets take timelocked weight commits only.")] = False,
+) -> None:
+    """Run a local subtensor node that turbobt and bittensor connect to (ws://HOST:PORT)."""
+    from app.chain.client import SubnetHyperparams
+    from app.chain.localnet.codec import MetadataMissing, Runtime
+    from app.chain.localnet.node import build_node
+    from app.chain.localnet.server import LocalnetServer
+    from app.logging import configure_logging
+    from app.settings import LoggingSettings
+
+    if block_time <= 0:
+        raise typer.BadParameter("expected seconds above 0", param_hint="--block-time")
+    if neurons < 1 or neurons > 4096:
+        raise typer.BadParameter("expected 1 to 4096", param_hint="--neurons")
+    configure_logging(LoggingSettings())
+    try:
+        runtime = Runtime.from_dir(metadata_dir)
+    except MetadataMissing as exc:
+        raise CliError(str(exc)) from exc
+    node = build_node(
+        runtime,
+        netuids=_netuids(netuids),
+        neurons=neurons,
+        seed=seed,
+        block_time=block_time,
+        register=_check_ss58(register or [], "--register"),
+        validators=_check_ss58(validator or [], "--validator"),
+        hyperparams=SubnetHyperparams(
+            tempo=tempo, weights_rate_limit=weights_rate_limit, commit_reveal_weights_enabled=commit_reveal
+        ),
+    )
+
+    async def run() -> None:
+        server = LocalnetServer(node, host=host, port=port)
+        await server.start()
+        head = node.chain.head
+        err_console.print(
+            f"pylon localnet on {server.url} (spec {runtime.spec_version}, subnets {node.chain.netuids}, "
+            f"{neurons} neurons, a block every {block_time:g}s, head #{head.number}); "
+            f"PYLON_NETWORK={server.url} pylon serve reads it",
+            highlight=False,
+        )
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
