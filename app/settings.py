@@ -96,6 +96,9 @@ class WeightsSettings(Section, frozen=True, kw_only=True):
     retry_start: float = 2.0
     retry_cap: float = 60.0
     max_attempts: int = 20
+    # A new job waits this long before its first attempt, so a burst of PUTs for one identity+netuid
+    # collapses into the last one (the others become `superseded`) instead of landing one after another.
+    coalesce_seconds: float = 1.0
     # Extra seconds a claimed job stays leased beyond the chain timeouts, before another worker may take it over.
     lease_margin: float = 10.0
 
@@ -295,6 +298,8 @@ def validate(settings: Settings) -> None:
             raise SettingsError(f"PYLON_WEIGHTS_{name}: expected seconds above 0, got {value}")
     if weights.max_attempts < 1:
         raise SettingsError(f"PYLON_WEIGHTS_MAX_ATTEMPTS: expected at least 1, got {weights.max_attempts}")
+    if weights.coalesce_seconds < 0:
+        raise SettingsError(f"PYLON_WEIGHTS_COALESCE_SECONDS: expected 0 or more, got {weights.coalesce_seconds}")
     if weights.lease_margin < 0:
         raise SettingsError(f"PYLON_WEIGHTS_LEASE_MARGIN: expected 0 or more seconds, got {weights.lease_margin}")
 
