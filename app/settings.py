@@ -49,6 +49,14 @@ class ChainSettings(Section, frozen=True, kw_only=True):
     local_netuids: list[int] = msgspec.field(default_factory=lambda: [1])
     local_neurons: int = 256
     local_seed: int = 0
+    # Simulated subnets' tempo (blocks per epoch), weights rate limit (blocks) and commit-reveal switch.
+    local_tempo: int = 360
+    local_weights_rate_limit: int = 100
+    local_commit_reveal: bool = False
+    # ss58 hotkeys registered with a validator permit on every simulated subnet at start (e.g. the dev wallet's).
+    local_validators: list[str] = msgspec.field(default_factory=list)
+    # Older metagraphs kept in memory per process (LRU), besides the latest per served netuid.
+    metagraph_cache_blocks: int = 64
 
 
 class AuthSettings(Section, frozen=True, kw_only=True):
