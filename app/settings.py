@@ -55,6 +55,8 @@ class ChainSettings(Section, frozen=True, kw_only=True):
     local_commit_reveal: bool = False
     # ss58 hotkeys registered with a validator permit on every simulated subnet at start (e.g. the dev wallet's).
     local_validators: list[str] = msgspec.field(default_factory=list)
+    # Simulated chain only: every chain call fails as if the node were down (tests of retries and restarts).
+    local_unreachable: bool = False
     # Older metagraphs kept in memory per process (LRU), besides the latest per served netuid.
     metagraph_cache_blocks: int = 64
 

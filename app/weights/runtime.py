@@ -1,0 +1,95 @@
+"""Wiring of the weights feature into a Pylon process: identities, the service on `app.state.weights`, the worker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+from litestar import Litestar
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.chain.client import ChainClient
+from app.chain.simulated import SimulatedChainClient
+from app.settings import Settings
+from app.weights.identities import LOCAL_NETWORK, Identity, load_identities
+from app.weights.service import WeightsService, WeightsWorker
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class WeightsRuntime:
+    service: WeightsService
+    worker: WeightsWorker | None
+    owned_chain: ChainClient | None
+
+
+def register_local_validators(chain: ChainClient, identities: dict[str, Identity]) -> None:
+    """On the simulated subnet, register every identity's hotkey as a validator with a permit, so a
+    newcomer's first PUT lands. Real chains are never touched."""
+    if not isinstance(chain, SimulatedChainClient):
+        return
+    for netuid in chain.chain.netuids:
+        for identity in identities.values():
+            if identity.allows_netuid(netuid):
+                uid = chain.chain.register(netuid, identity.hotkey_ss58, validator=True)
+                log.info("local_validator_registered", identity=identity.name, netuid=netuid, uid=uid)
+
+
+def build_chain(settings: Settings) -> ChainClient | None:
+    """A chain client for processes that have none yet (the CLI; the app until the chain feature provides one)."""
+    if settings.chain.network != LOCAL_NETWORK:
+        return None
+    client = SimulatedChainClient.from_settings(settings.chain)
+    # Test and demo switch: every chain call fails, as if the node were down (see PYLON_LOCAL_UNREACHABLE).
+    client.unreachable = settings.chain.local_unreachable
+    return client
+
+
+async def start_weights(app: Litestar, engine: AsyncEngine) -> WeightsRuntime:
+    settings: Settings = app.state.settings
+    identities = load_identities(settings)
+    chain: ChainClient | None = app.state.get("chain")
+    owned: ChainClient | None = None
+    if chain is None:
+        chain = owned = build_chain(settings)
+        if isinstance(owned, SimulatedChainClient):
+            owned.start()
+        app.state.chain = chain
+    elif isinstance(chain, SimulatedChainClient) and settings.chain.local_unreachable:
+        chain.unreachable = True
+    if chain is not None:
+        register_local_validators(chain, identities)
+    service = WeightsService(settings, engine, chain, identities)
+    app.state.weights = service
+    worker = None
+    if settings.weights.worker and chain is not None:
+        worker = WeightsWorker(service)
+        worker.start()
+    elif chain is None:
+        log.warning("weights_worker_disabled", reason="no chain client for this network")
+    log.info("weights_ready", identities=sorted(identities), worker=worker is not None)
+    return WeightsRuntime(service=service, worker=worker, owned_chain=owned)
+
+
+async def stop_weights(runtime: WeightsRuntime) -> None:
+    if runtime.worker is not None:
+        await runtime.worker.stop()
+    if runtime.owned_chain is not None:
+        await runtime.owned_chain.close()
+
+
+def weights_lifespan(engine: AsyncEngine) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """The lifespan hook for `create_app`: the weights service lives on `app.state.weights`."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        runtime = await start_weights(app, engine)
+        try:
+            yield
+        finally:
+            await stop_weights(runtime)
+
+    return lifespan
