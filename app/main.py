@@ -14,11 +14,13 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from app import __version__
 from app.auth.guards import authorize
+from app.chain.lifespan import chain_lifespan
 from app.db import alchemy_config
 from app.errors import EXCEPTION_HANDLERS
 from app.health import database_check, health, ready, ready_checks
 from app.logging import configure_logging, request_id_middleware
 from app.metrics import http_metrics_middleware_factory, metrics_endpoint
+from app.neurons.controller import neurons_router
 from app.settings import Settings, load_settings
 from app.weights.controller import WeightsController
 from app.weights.runtime import weights_lifespan
@@ -32,7 +34,9 @@ def openapi_config() -> OpenAPIConfig:
         path="/schema",
         render_plugins=[SwaggerRenderPlugin(path="/swagger"), JsonRenderPlugin(path="/openapi.json")],
         components=Components(
-            security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="Pylon API key")}
+            security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer", description="Pylon API key")
+            }
         ),
         security=[{"bearer": []}],
     )
@@ -54,10 +58,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return app_config
 
     return Litestar(
-        route_handlers=[health, ready, metrics_endpoint, WeightsController],
+        route_handlers=[health, ready, metrics_endpoint, neurons_router, WeightsController],
         plugins=[SQLAlchemyPlugin(config=db_config)],
         on_app_init=[keep_settings],
-        lifespan=[database_ready, weights_lifespan(db_config.get_engine())],
+        lifespan=[database_ready, chain_lifespan, weights_lifespan(db_config.get_engine())],
         guards=[authorize],
         middleware=[request_id_middleware, http_metrics_middleware_factory(settings.app_name)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

@@ -53,7 +53,7 @@ class ChainSettings(Section, frozen=True, kw_only=True):
     local_tempo: int = 360
     local_weights_rate_limit: int = 100
     local_commit_reveal: bool = False
-    # ss58 hotkeys registered with a validator permit on every simulated subnet at start (e.g. the dev wallet's).
+    # ss58 hotkeys registered with a validator permit on every simulated subnet at start (dev wallet).
     local_validators: list[str] = msgspec.field(default_factory=list)
     # Simulated chain only: every chain call fails as if the node were down (tests of retries and restarts).
     local_unreachable: bool = False
@@ -295,6 +295,12 @@ def validate(settings: Settings) -> None:
     if settings.chain.local_block_time <= 0:
         raise SettingsError(
             f"PYLON_LOCAL_BLOCK_TIME: expected seconds above 0, got {settings.chain.local_block_time}"
+        )
+    if settings.chain.local_tempo < 1:
+        raise SettingsError(f"PYLON_LOCAL_TEMPO: expected at least 1 block, got {settings.chain.local_tempo}")
+    if settings.chain.metagraph_cache_blocks < 0:
+        raise SettingsError(
+            f"PYLON_METAGRAPH_CACHE_BLOCKS: expected 0 or more, got {settings.chain.metagraph_cache_blocks}"
         )
     if settings.chain.netuid < 0:
         raise SettingsError(f"PYLON_NETUID: expected a netuid of 0 or more, got {settings.chain.netuid}")

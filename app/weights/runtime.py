@@ -11,9 +11,10 @@ from litestar import Litestar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.chain.client import ChainClient
+from app.chain.lifespan import build_chain_client
 from app.chain.simulated import SimulatedChainClient
 from app.settings import Settings
-from app.weights.identities import LOCAL_NETWORK, Identity, load_identities
+from app.weights.identities import Identity, load_identities
 from app.weights.service import WeightsService, WeightsWorker
 
 log = structlog.get_logger(__name__)
@@ -38,38 +39,28 @@ def register_local_validators(chain: ChainClient, identities: dict[str, Identity
                 log.info("local_validator_registered", identity=identity.name, netuid=netuid, uid=uid)
 
 
-def build_chain(settings: Settings) -> ChainClient | None:
-    """A chain client for processes that have none yet (the CLI; the app until the chain feature provides one)."""
-    if settings.chain.network != LOCAL_NETWORK:
-        return None
-    client = SimulatedChainClient.from_settings(settings.chain)
-    # Test and demo switch: every chain call fails, as if the node were down (see PYLON_LOCAL_UNREACHABLE).
-    client.unreachable = settings.chain.local_unreachable
-    return client
-
-
 async def start_weights(app: Litestar, engine: AsyncEngine) -> WeightsRuntime:
     settings: Settings = app.state.settings
     identities = load_identities(settings)
+    # chain_lifespan (listed before this hook) provides the client; an app built without it gets its own.
     chain: ChainClient | None = app.state.get("chain")
     owned: ChainClient | None = None
     if chain is None:
-        chain = owned = build_chain(settings)
-        if isinstance(owned, SimulatedChainClient):
-            owned.start()
+        chain = owned = build_chain_client(settings.chain)
+        start = getattr(owned, "start", None)
+        if callable(start):
+            start()
         app.state.chain = chain
-    elif isinstance(chain, SimulatedChainClient) and settings.chain.local_unreachable:
+    if isinstance(chain, SimulatedChainClient) and settings.chain.local_unreachable:
+        # Test and demo switch: every chain call fails as if the node were down (PYLON_LOCAL_UNREACHABLE).
         chain.unreachable = True
-    if chain is not None:
-        register_local_validators(chain, identities)
-    service = WeightsService(settings, engine, chain, identities)
+    register_local_validators(chain, identities)
+    service = WeightsService(settings, engine, chain, identities, metagraph=app.state.get("metagraph"))
     app.state.weights = service
     worker = None
-    if settings.weights.worker and chain is not None:
+    if settings.weights.worker:
         worker = WeightsWorker(service)
         worker.start()
-    elif chain is None:
-        log.warning("weights_worker_disabled", reason="no chain client for this network")
     log.info("weights_ready", identities=sorted(identities), worker=worker is not None)
     return WeightsRuntime(service=service, worker=worker, owned_chain=owned)
 

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import aliased
 
 from app.chain.client import ChainClient, ChainError, ExtrinsicFailed, UnknownNetuid
+from app.chain.metagraph import MetagraphCache
 from app.settings import Settings
 from app.weights.identities import Identity
 from app.weights.models import APPLIED_STATUSES, WeightsJob
@@ -169,10 +170,13 @@ class WeightsService:
         engine: AsyncEngine,
         chain: ChainClient | None,
         identities: Mapping[str, Identity],
+        metagraph: MetagraphCache | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.chain = chain
+        # The per-block metagraph cache keeps PUTs off the chain once warm.
+        self.metagraph = metagraph
         self.identities = dict(identities)
         self.is_postgres = engine.dialect.name == "postgresql"
         self._views: dict[int, SubnetView] = {}
@@ -202,20 +206,21 @@ class WeightsService:
                 return view
             timeout = self.settings.chain.call_timeout
             try:
-                head = await asyncio.wait_for(self.chain.head(), timeout)
-                neurons = await asyncio.wait_for(self.chain.neurons(netuid, head), timeout)
-                hyper = await asyncio.wait_for(self.chain.hyperparams(netuid, head), timeout)
+                if self.metagraph is not None:
+                    cached = await asyncio.wait_for(self.metagraph.latest(netuid), timeout)
+                    _, hyper = await asyncio.wait_for(self.metagraph.hyperparams(netuid), timeout)
+                    block, hotkeys = cached.block.number, frozenset(cached.neurons)
+                else:
+                    head = await asyncio.wait_for(self.chain.head(), timeout)
+                    neurons = await asyncio.wait_for(self.chain.neurons(netuid, head), timeout)
+                    hyper = await asyncio.wait_for(self.chain.hyperparams(netuid, head), timeout)
+                    block, hotkeys = head.number, frozenset(n.hotkey for n in neurons)
             except UnknownNetuid:
                 raise
             except (ChainError, TimeoutError, OSError) as exc:
                 log.warning("weights_subnet_view_unavailable", netuid=netuid, error=str(exc))
                 return None
-            view = SubnetView(
-                block=head.number,
-                tempo=hyper.tempo,
-                hotkeys=frozenset(n.hotkey for n in neurons),
-                fetched=time.monotonic(),
-            )
+            view = SubnetView(block=block, tempo=hyper.tempo, hotkeys=hotkeys, fetched=time.monotonic())
             self._views[netuid] = view
             return view
 

@@ -15,6 +15,7 @@ from litestar.testing import AsyncTestClient
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.context import Principal, set_principal
+from app.chain.lifespan import chain_lifespan
 from app.db import create_engine
 from app.errors import EXCEPTION_HANDLERS
 from app.settings import Settings, SettingsError, load_settings
@@ -144,7 +145,7 @@ def app_with_principals(settings: Settings) -> Litestar:
     return Litestar(
         route_handlers=[WeightsController],
         on_app_init=[keep_settings],
-        lifespan=[weights_lifespan(create_engine(settings))],
+        lifespan=[chain_lifespan, weights_lifespan(create_engine(settings))],
         middleware=[principal_middleware],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
     )

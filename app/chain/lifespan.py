@@ -1,0 +1,74 @@
+"""Building the chain client for the configured network, and the app's lifespan hook that owns it.
+
+The hook puts on `app.state`:
+- `chain`: the `ChainClient` (simulated for `PYLON_NETWORK=local`, turbobt otherwise);
+- `metagraph`: the `MetagraphCache` (`await app.state.metagraph.latest(netuid)`,
+  `app.state.metagraph.lookup(netuid, hotkey)`), its watcher running;
+and registers `/ready`'s "chain" check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from litestar import Litestar
+
+from app.chain.client import ChainClient
+from app.chain.metagraph import MetagraphCache
+from app.health import ready_checks
+from app.settings import ChainSettings
+
+log = structlog.get_logger(__name__)
+
+# Subtensor's block time: the head age beyond which the real chain counts as stalled is a few of these.
+CHAIN_BLOCK_TIME = 12.0
+
+
+def build_chain_client(chain: ChainSettings) -> ChainClient:
+    """The client for `PYLON_NETWORK`: the simulated subnet for `local`, turbobt for anything else."""
+    if chain.network == "local":
+        from app.chain.simulated import SimulatedChainClient
+
+        return SimulatedChainClient.from_settings(chain)
+    from app.chain.turbobt import TurbobtChainClient
+
+    return TurbobtChainClient.from_settings(chain)
+
+
+def block_time(chain: ChainSettings) -> float:
+    return chain.local_block_time if chain.network == "local" else CHAIN_BLOCK_TIME
+
+
+def build_metagraph_cache(chain: ChainSettings, client: ChainClient) -> MetagraphCache:
+    netuids = {chain.netuid, *chain.local_netuids} if chain.network == "local" else {chain.netuid}
+    return MetagraphCache(
+        client,
+        netuids=netuids,
+        lru_size=chain.metagraph_cache_blocks,
+        # Three missed blocks (at least two seconds, so a busy test machine is not "stale").
+        stale_after=max(3 * block_time(chain), 2.0),
+        call_timeout=chain.call_timeout,
+    )
+
+
+@asynccontextmanager
+async def chain_lifespan(app: Litestar) -> AsyncIterator[None]:
+    """Start the chain client and the metagraph watcher; stop both at shutdown."""
+    settings = app.state.settings
+    client: ChainClient = app.state.get("chain") or build_chain_client(settings.chain)
+    start = getattr(client, "start", None)
+    if callable(start):
+        start()
+    cache = build_metagraph_cache(settings.chain, client)
+    cache.start()
+    app.state.chain = client
+    app.state.metagraph = cache
+    ready_checks(app.state)["chain"] = cache.ready_check
+    log.info("chain_started", network=settings.chain.network, netuids=sorted(cache.watched))
+    try:
+        yield
+    finally:
+        await cache.close()
+        await client.close()

@@ -1,0 +1,181 @@
+"""Neurons routes: the metagraph (latest and at a block), one hotkey, hyperparameters and certificates.
+
+The latest metagraph is served as bytes encoded once per block by the metagraph cache: a request does a
+dict lookup and, with `If-None-Match`, may get a 304. `X-Pylon-Block` names the block; when the chain is
+unreachable the last metagraph is still served, with `Age` and `X-Pylon-Stale: true`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from litestar import Controller, Request, Response, Router, get, post
+from litestar.exceptions import (
+    HTTPException,
+    NotFoundException,
+    ServiceUnavailableException,
+    ValidationException,
+)
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_201_CREATED, HTTP_502_BAD_GATEWAY
+
+from app.auth.scopes import Scope
+from app.chain.client import (
+    BlockNotFound,
+    Certificate,
+    CertificateKeypair,
+    ChainError,
+    ChainUnavailable,
+    ExtrinsicFailed,
+    Metagraph,
+    UnknownNetuid,
+)
+from app.chain.metagraph import CachedMetagraph
+from app.errors import http_exception_handler
+from app.neurons.schemas import GenerateCertificateRequest, HyperparamsResponse, NeuronResponse
+from app.neurons.service import CertificateNotFound, HotkeyNotFound, NeuronsService, NoWallet
+
+READ = {"scope": Scope.NEURONS_READ}
+JSON = "application/json"
+
+
+def service_of(request: Request) -> NeuronsService:
+    state = request.app.state
+    service: NeuronsService | None = state.get("neurons_service")
+    if service is None:
+        service = NeuronsService(state.metagraph, state.chain, signer=lambda: state.get("wallet"))
+        state.neurons_service = service
+    return service
+
+
+def metagraph_response(request: Request, cached: CachedMetagraph, stale: bool) -> Response[Any]:
+    headers = {"etag": cached.etag, "x-pylon-block": str(cached.block.number)}
+    if stale:
+        age = request.app.state.metagraph.head_age()
+        headers["age"] = str(math.floor(age)) if age is not None else "0"
+        headers["x-pylon-stale"] = "true"
+    if request.headers.get("if-none-match") == cached.etag:
+        return Response(b"", status_code=304, headers=headers)
+    return Response(cached.body, media_type=JSON, headers=headers)
+
+
+def parse_block_number(raw: str) -> int:
+    if not raw.isdigit():
+        raise ValidationException(f"block number must be a non-negative integer, got {raw!r}")
+    return int(raw)
+
+
+async def _latest(request: Request, netuid: int) -> Response[Any]:
+    cache = request.app.state.metagraph
+    cached = cache.peek(netuid)
+    if cached is None:
+        cached = await cache.latest(netuid)
+    else:
+        # The warm path: no await, no chain, just the prebuilt bytes.
+        cache.count_hit()
+    return metagraph_response(request, cached, cache.is_stale())
+
+
+async def _at_block(request: Request, netuid: int, block_number: str) -> Response[Any]:
+    cached = await service_of(request).at_block(netuid, parse_block_number(block_number))
+    return metagraph_response(request, cached, stale=False)
+
+
+class SubnetNeuronsController(Controller):
+    path = "/subnet/{netuid:int}"
+    tags = ["neurons"]
+
+    @get("/neurons/latest", opt=READ)
+    async def latest_neurons(self, request: Request, netuid: FromPath[int]) -> Response[Metagraph]:
+        """The subnet's metagraph at the latest block: `{"block": {...}, "neurons": {hotkey: neuron}}`.
+
+        Served from memory (refreshed once per block); honours `If-None-Match`.
+        """
+        return await _latest(request, netuid)
+
+    @get("/neurons/{block_number:str}", opt=READ)
+    async def neurons_at_block(
+        self, request: Request, netuid: FromPath[int], block_number: FromPath[str]
+    ) -> Response[Metagraph]:
+        """The subnet's metagraph at a block. 404 for a block in the future or no longer kept by the node."""
+        return await _at_block(request, netuid, block_number)
+
+    @get("/neurons/latest/{hotkey:str}", opt=READ)
+    async def latest_neuron(
+        self, request: Request, netuid: FromPath[int], hotkey: FromPath[str]
+    ) -> NeuronResponse:
+        """One neuron, by hotkey, at the latest block; 404 if the hotkey is not registered."""
+        return await service_of(request).neuron(netuid, hotkey)
+
+    @get("/hyperparams", opt=READ)
+    async def hyperparams(self, request: Request, netuid: FromPath[int]) -> HyperparamsResponse:
+        """The subnet's hyperparameters at the latest block (tempo, weights rate limit, commit-reveal...)."""
+        return await service_of(request).hyperparams(netuid)
+
+    @get("/certificates", opt=READ)
+    async def certificates(self, request: Request, netuid: FromPath[int]) -> dict[str, Certificate]:
+        """Every neuron certificate posted on the subnet, keyed by hotkey."""
+        return await service_of(request).certificates(netuid)
+
+    @get("/certificates/self", opt=READ)
+    async def own_certificate(self, request: Request, netuid: FromPath[int]) -> Certificate:
+        """The certificate of Pylon's own wallet hotkey; 404 if it has none."""
+        return await service_of(request).own_certificate(netuid)
+
+    @post("/certificates/self", opt={"scope": Scope.WEIGHTS_WRITE}, status_code=HTTP_201_CREATED)
+    async def generate_certificate(
+        self, request: Request, netuid: FromPath[int], data: JSONBody[GenerateCertificateRequest]
+    ) -> CertificateKeypair:
+        """Generate a certificate key pair for Pylon's wallet and post its public key on chain.
+
+        The private key is in this answer only; Pylon does not keep it.
+        """
+        return await service_of(request).generate_certificate(netuid, data.algorithm)
+
+    @get("/certificates/{hotkey:str}", opt=READ)
+    async def certificate(
+        self, request: Request, netuid: FromPath[int], hotkey: FromPath[str]
+    ) -> Certificate:
+        """One hotkey's certificate; 404 if it has none."""
+        return await service_of(request).certificate(netuid, hotkey)
+
+
+class DefaultNetuidNeuronsController(Controller):
+    """bittensor-pylon's older short forms, for the subnet in `PYLON_NETUID`."""
+
+    path = "/neurons"
+    tags = ["neurons"]
+
+    @get("/latest", opt=READ)
+    async def latest_neurons(self, request: Request) -> Response[Metagraph]:
+        """The `PYLON_NETUID` subnet's metagraph at the latest block."""
+        return await _latest(request, request.app.state.settings.chain.netuid)
+
+    @get("/{block_number:str}", opt=READ)
+    async def neurons_at_block(self, request: Request, block_number: FromPath[str]) -> Response[Metagraph]:
+        """The `PYLON_NETUID` subnet's metagraph at a block."""
+        return await _at_block(request, request.app.state.settings.chain.netuid, block_number)
+
+
+def chain_error_handler(request: Request, exc: Exception) -> Response[Any]:
+    """Chain errors as HTTP: unknown things 404, an unreachable chain 503, a rejected extrinsic 502."""
+    http: HTTPException
+    if isinstance(exc, UnknownNetuid | BlockNotFound | HotkeyNotFound | CertificateNotFound):
+        http = NotFoundException(str(exc))
+    elif isinstance(exc, ChainUnavailable | TimeoutError):
+        http = ServiceUnavailableException(f"chain unavailable: {exc}")
+    elif isinstance(exc, NoWallet):
+        http = ServiceUnavailableException(str(exc))
+    elif isinstance(exc, ExtrinsicFailed):
+        http = HTTPException(str(exc), status_code=HTTP_502_BAD_GATEWAY, extra={"error_name": exc.error_name})
+    else:
+        http = HTTPException(f"chain error: {exc}", status_code=HTTP_502_BAD_GATEWAY)
+    return http_exception_handler(request, http)
+
+
+neurons_router = Router(
+    path="/api/v1",
+    route_handlers=[SubnetNeuronsController, DefaultNetuidNeuronsController],
+    exception_handlers={ChainError: chain_error_handler, TimeoutError: chain_error_handler},
+)
