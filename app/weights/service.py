@@ -19,7 +19,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ import msgspec
 import structlog
 from prometheus_client import Gauge, Histogram
 from sqlalchemy import and_, exists, func, or_, select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
 from app.chain.client import ChainClient, ChainError, ExtrinsicFailed, UnknownNetuid
@@ -183,6 +184,19 @@ class WeightsService:
         self._view_locks: dict[int, asyncio.Lock] = {}
         # Set by each PUT so this process's worker looks for due jobs at once instead of at its next poll.
         self.wakeup = asyncio.Event()
+        # SQLite has one writer at a time and its busy handler polls with growing sleeps, so 16 requests of
+        # one process fighting for the lock starve some of them for seconds; queueing them here is fair.
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (queued per process on SQLite, see `_write_lock`)."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     # ------------------------------------------------------------------------------ creating jobs
     def identity(self, name: str) -> Identity:
@@ -240,7 +254,7 @@ class WeightsService:
             created_block, tempo = view.block, view.tempo
             end_block = epoch_end(view.block, netuid, view.tempo)
         now = time.time()
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             job_id = (
                 await conn.execute(
                     jobs.insert()
@@ -456,7 +470,7 @@ class WeightsWorker:
             .limit(1)
             .scalar_subquery()
         )
-        async with self.engine.begin() as conn:
+        async with self.service.writing() as conn:
             if self.service.is_postgres:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK_KEY})
             await conn.execute(
@@ -485,7 +499,7 @@ class WeightsWorker:
     # ---------------------------------------------------------------------------------- applying
     async def _finish(self, job_id: int, status: str, **values: Any) -> bool:
         """Write a final status, only if this worker still holds the job (a lapsed lease loses it)."""
-        async with self.engine.begin() as conn:
+        async with self.service.writing() as conn:
             result = await conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id, jobs.c.claimed_by == self.id, jobs.c.status == "running")
@@ -509,7 +523,7 @@ class WeightsWorker:
             await self._finish(job_id, "failed", last_error=f"{error} (gave up after {attempts} attempts)")
             return
         delay = backoff(attempts, weights.retry_start, weights.retry_cap)
-        async with self.engine.begin() as conn:
+        async with self.service.writing() as conn:
             await conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id, jobs.c.claimed_by == self.id, jobs.c.status == "running")
@@ -547,7 +561,7 @@ class WeightsWorker:
                 # Made while the chain did not answer: the job is for the epoch the worker first sees.
                 end_block = epoch_end(head.number, netuid, hyper.tempo)
                 window = {"created_block": head.number, "epoch_end_block": end_block, "tempo": hyper.tempo}
-                async with self.engine.begin() as conn:
+                async with self.service.writing() as conn:
                     await conn.execute(update(jobs).where(jobs.c.id == job_id).values(**window))
             if head.number > end_block:
                 await self._finish(
