@@ -109,7 +109,7 @@ class WeightsSettings(Section, frozen=True, kw_only=True):
     # A new job waits this long before its first attempt, so a burst of PUTs for one identity+netuid
     # collapses into the last one (the others become `superseded`) instead of landing one after another.
     coalesce_seconds: float = 1.0
-    # Extra seconds a claimed job stays leased beyond the chain timeouts, before another worker may take it over.
+    # Extra seconds a claimed job stays leased beyond the chain timeouts, before another worker takes it over.
     lease_margin: float = 10.0
 
 
@@ -227,27 +227,28 @@ def _top_level_scalars() -> list[msgspec.structs.FieldInfo]:
 
 
 def _identities(environ: Mapping[str, str]) -> tuple[IdentitySettings, ...]:
-    """`PYLON_IDENTITIES=alpha,beta` names the identities; `PYLON_IDENTITY_ALPHA_WALLET_NAME` etc. describe each."""
+    """`PYLON_IDENTITIES=alpha,beta` names identities; `PYLON_IDENTITY_ALPHA_WALLET_NAME`... describe them."""
     raw = environ.get("PYLON_IDENTITIES", "")
     names = [name.strip() for name in raw.split(",") if name.strip()]
     identities = []
     for name in names:
         if not name.replace("_", "").isalnum() or not name.isascii() or name != name.lower():
-            raise SettingsError(f"PYLON_IDENTITIES: {name!r} is not a lowercase name of letters, digits and _")
+            raise SettingsError(f"PYLON_IDENTITIES: {name!r} is not a lowercase name of letters, digits, _")
         if name == DEFAULT_IDENTITY:
-            raise SettingsError(f"PYLON_IDENTITIES: {name!r} is reserved for PYLON_WALLET_* (the default identity)")
+            raise SettingsError(f"PYLON_IDENTITIES: {name!r} is reserved for the PYLON_WALLET_* identity")
         if names.count(name) > 1:
             raise SettingsError(f"PYLON_IDENTITIES: {name!r} is listed twice")
         prefix = f"PYLON_IDENTITY_{name.upper()}_"
         values: dict[str, Any] = {"name": name}
         # An empty NETUIDS keeps the default (any netuid), so the optional list parses as a plain list.
-        types: dict[str, Any] = {"wallet_name": str, "wallet_hotkey": str, "wallet_path": str, "netuids": list[int]}
+        types: dict[str, Any] = {"wallet_name": str, "wallet_hotkey": str, "wallet_path": str}
+        types["netuids"] = list[int]
         for field_name in IDENTITY_FIELDS:
             env_name = prefix + field_name.upper()
             if env_name in environ and environ[env_name].strip():
                 values[field_name] = _field_value(env_name, environ[env_name], types[field_name])
         if "wallet_name" not in values:
-            raise SettingsError(f"{prefix}WALLET_NAME: required for identity {name!r} listed in PYLON_IDENTITIES")
+            raise SettingsError(f"{prefix}WALLET_NAME: required for identity {name!r} (PYLON_IDENTITIES)")
         identities.append(IdentitySettings(**values))
     return tuple(identities)
 
@@ -315,9 +316,9 @@ def validate(settings: Settings) -> None:
     if weights.max_attempts < 1:
         raise SettingsError(f"PYLON_WEIGHTS_MAX_ATTEMPTS: expected at least 1, got {weights.max_attempts}")
     if weights.coalesce_seconds < 0:
-        raise SettingsError(f"PYLON_WEIGHTS_COALESCE_SECONDS: expected 0 or more, got {weights.coalesce_seconds}")
+        raise SettingsError(f"PYLON_WEIGHTS_COALESCE_SECONDS: expected >= 0, got {weights.coalesce_seconds}")
     if weights.lease_margin < 0:
-        raise SettingsError(f"PYLON_WEIGHTS_LEASE_MARGIN: expected 0 or more seconds, got {weights.lease_margin}")
+        raise SettingsError(f"PYLON_WEIGHTS_LEASE_MARGIN: expected >= 0 seconds, got {weights.lease_margin}")
 
 
 def mask_url(url: str) -> str:

@@ -50,7 +50,7 @@ def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[by
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = (data_dir / "serve.log").open("ab")
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
         cwd=ROOT,
         env=env,
@@ -88,8 +88,17 @@ def run_wrk(url: str, body: bytes, workdir: Path) -> dict[str, float]:
         'wrk.headers["Content-Type"] = "application/json"\n'
         f"wrk.body = {json.dumps(body.decode())}\n"
     )
-    output = subprocess.run(
-        ["wrk", "-t2", f"-c{CONCURRENCY}", f"-d{DURATION}s", "--latency", "-s", str(script), url],
+    output = subprocess.run(  # noqa: S603
+        [
+            shutil.which("wrk") or "wrk",
+            "-t2",
+            f"-c{CONCURRENCY}",
+            f"-d{DURATION}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
         capture_output=True,
         text=True,
         timeout=DURATION + 30,
@@ -105,7 +114,12 @@ def run_wrk(url: str, body: bytes, workdir: Path) -> dict[str, float]:
         value, unit = float(match.group(1)), match.group(2)
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
-    return {"rps": rate, "p50_ms": latency("50"), "p99_ms": latency("99"), "errors": float(non2xx.group(1)) if non2xx else 0}
+    return {
+        "rps": rate,
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "errors": float(non2xx.group(1)) if non2xx else 0,
+    }
 
 
 async def run_python_load(url: str, body: bytes) -> dict[str, float]:
@@ -139,7 +153,9 @@ async def burst(url: str, keys: list[str]) -> tuple[float, list[int]]:
     """BURST PUTs, each with different weights, BURST_CONCURRENCY at a time."""
     semaphore = asyncio.Semaphore(BURST_CONCURRENCY)
     ids: list[int] = []
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=BURST_CONCURRENCY), timeout=30) as client:
+    async with httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=BURST_CONCURRENCY), timeout=30
+    ) as client:
 
         async def one(i: int) -> None:
             async with semaphore:
@@ -175,16 +191,25 @@ def main() -> None:
         # Warm-up: the first PUTs pay for connections and the metagraph view.
         for _ in range(20):
             httpx.put(put_url, content=body, headers={"content-type": "application/json"}, timeout=10)
-        result = run_wrk(put_url, body, workdir) if tool == "wrk" else asyncio.run(run_python_load(put_url, body))
-        print(f"PUT weights ({len(keys)} hotkeys), concurrency {CONCURRENCY}, {DURATION}s, {workers} worker(s), {tool}:")
+        result = (
+            run_wrk(put_url, body, workdir) if tool == "wrk" else asyncio.run(run_python_load(put_url, body))
+        )
         print(
-            f"  {result['rps']:.0f} requests/s   p50 {result['p50_ms']:.2f} ms   p99 {result['p99_ms']:.2f} ms"
+            f"PUT weights ({len(keys)} hotkeys), concurrency {CONCURRENCY}, {DURATION}s, "
+            f"{workers} worker(s), {tool}:"
+        )
+        print(
+            f"  {result['rps']:.0f} requests/s   p50 {result['p50_ms']:.2f} ms   "
+            f"p99 {result['p99_ms']:.2f} ms"
             f"   non-202: {int(result['errors'])}"
         )
 
         burst_keys = hotkeys(base, BURST_NETUID)
         elapsed, ids = asyncio.run(burst(f"{base}/api/v1/subnet/{BURST_NETUID}/weights", burst_keys))
-        print(f"burst: {len(ids)}/{BURST} PUTs accepted in {elapsed:.2f}s ({len(ids) / elapsed:.0f}/s), subnet {BURST_NETUID}")
+        print(
+            f"burst: {len(ids)}/{BURST} PUTs accepted in {elapsed:.2f}s ({len(ids) / elapsed:.0f}/s), "
+            f"subnet {BURST_NETUID}"
+        )
         db = workdir / "pylon.sqlite3"
         deadline = time.monotonic() + 60
         counts = statuses(db, BURST_NETUID)
@@ -197,7 +222,10 @@ def main() -> None:
         last = httpx.get(f"{base}/api/v1/subnet/{BURST_NETUID}/weights/last", timeout=10)
         if last.status_code == 200:
             newest = max(ids) if ids else None
-            print(f"  last applied job: {last.json()['job_id']} (newest PUT: {newest}), block {last.json()['block']}")
+            print(
+                f"  last applied job: {last.json()['job_id']} (newest PUT: {newest}), "
+                f"block {last.json()['block']}"
+            )
     finally:
         process.terminate()
         try:

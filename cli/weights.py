@@ -106,7 +106,9 @@ def set_weights(
 def list_jobs(
     netuid: Annotated[int | None, typer.Option("--netuid", help="Only this subnet.")] = None,
     identity: Annotated[str | None, typer.Option("--identity", help="Only this identity.")] = None,
-    status: Annotated[str | None, typer.Option("--status", help="pending, running, set, committed...")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="pending, running, set, committed...")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=500, help="Newest N jobs.")] = 20,
     json_output: JsonOption = False,
     env_file: EnvFileOption = None,

@@ -7,8 +7,9 @@ Create Date: 2026-11-23
 
 import sqlalchemy as sa
 from advanced_alchemy.types.datetime import DateTimeUTC
-from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
+
+from alembic import op
 
 revision = "0003"
 down_revision = "0001"
@@ -19,7 +20,9 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "weights_job",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
         sa.Column("identity", sa.String(length=64), nullable=False),
         sa.Column("netuid", sa.Integer(), nullable=False),
         sa.Column("hotkey", sa.String(length=64), nullable=False),
@@ -47,10 +50,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_weights_job")),
     )
     op.create_index("ix_weights_job_identity_netuid_status", "weights_job", ["identity", "netuid", "status"])
+    op.create_index("ix_weights_job_identity_netuid_id", "weights_job", ["identity", "netuid", "id"])
     op.create_index("ix_weights_job_status_next_attempt", "weights_job", ["status", "next_attempt_at"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_weights_job_status_next_attempt", table_name="weights_job")
+    op.drop_index("ix_weights_job_identity_netuid_id", table_name="weights_job")
     op.drop_index("ix_weights_job_identity_netuid_status", table_name="weights_job")
     op.drop_table("weights_job")

@@ -73,7 +73,9 @@ def _service(request: Request) -> WeightsService:
     return service
 
 
-async def _submit(request: Request, identity: str | None, netuid: int, data: SetWeightsRequest) -> SetWeightsResponse:
+async def _submit(
+    request: Request, identity: str | None, netuid: int, data: SetWeightsRequest
+) -> SetWeightsResponse:
     service = _service(request)
     name = identity_for(principal_of(request), identity, netuid)
     try:
@@ -101,15 +103,21 @@ class WeightsController(Controller):
     tags = ["weights"]
 
     @put("/api/v1/subnet/weights", status_code=HTTP_202_ACCEPTED, opt={"scope": Scope.WEIGHTS_WRITE})
-    async def put_weights_default_netuid(self, request: Request, data: SetWeightsRequest) -> SetWeightsResponse:
+    async def put_weights_default_netuid(
+        self, request: Request, data: SetWeightsRequest
+    ) -> SetWeightsResponse:
         """Schedule weights on the default subnet (`PYLON_NETUID`), as bittensor-pylon's client calls it.
 
-        Answers 202 with the job; it is applied by the worker (set or commit-reveal, retried until the epoch ends).
+        Answers 202 with the job; the worker applies it (set or commit-reveal, retried until the epoch ends).
         """
         netuid = request.app.state.settings.chain.netuid
         return await _submit(request, None, netuid, data)
 
-    @put("/api/v1/subnet/{netuid:int}/weights", status_code=HTTP_202_ACCEPTED, opt={"scope": Scope.WEIGHTS_WRITE})
+    @put(
+        "/api/v1/subnet/{netuid:int}/weights",
+        status_code=HTTP_202_ACCEPTED,
+        opt={"scope": Scope.WEIGHTS_WRITE},
+    )
     async def put_weights(self, request: Request, netuid: int, data: SetWeightsRequest) -> SetWeightsResponse:
         """Schedule weights `{hotkey: weight}` on a subnet for the default identity (or the key's identity).
 
@@ -163,17 +171,18 @@ class WeightsController(Controller):
             identities = [identity]
         if principal is not None and netuid is not None and not principal.allows_netuid(netuid):
             raise PermissionDeniedException(f"this API key may not use subnet {netuid}")
-        found = await _service(request).list_jobs(netuid=netuid, identities=identities, status=status, limit=limit)
+        found = await _service(request).list_jobs(
+            netuid=netuid, identities=identities, status=status, limit=limit
+        )
         if principal is not None and principal.netuids is not None:
             found = [job for job in found if principal.allows_netuid(job.netuid)]
         return WeightsJobList(jobs=found)
 
     @get("/api/v1/subnet/{netuid:int}/weights/last", opt={"scope": Scope.WEIGHTS_READ})
     async def last_weights(self, request: Request, netuid: int, identity: str | None = None) -> LastWeights:
-        """The weights last set or committed on this subnet by the identity (default: the caller's), and the block."""
+        """What the identity (default: the caller's) last set or committed here, and at which block."""
         name = identity_for(principal_of(request), identity, netuid)
         try:
             return await _service(request).last(name, netuid)
         except JobNotFound as exc:
             raise NotFoundException(str(exc)) from None
-

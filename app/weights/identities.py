@@ -78,7 +78,9 @@ def ensure_dev_wallet(settings: Settings) -> Wallet:
     wallet = Wallet(name=DEV_WALLET_NAME, hotkey=DEV_WALLET_HOTKEY, path=str(path))
     with _file_lock(path / ".create.lock"):
         if not wallet.hotkey_file.exists_on_device():
-            wallet.create_if_non_existent(coldkey_use_password=False, hotkey_use_password=False, suppress=True)
+            wallet.create_if_non_existent(
+                coldkey_use_password=False, hotkey_use_password=False, suppress=True
+            )
             log.info("dev_wallet_created", path=str(path), hotkey=str(wallet.hotkey.ss58_address))
     return wallet
 
@@ -110,5 +112,7 @@ def load_identities(settings: Settings) -> dict[str, Identity]:
         wallet = ensure_dev_wallet(settings)
         identities[DEFAULT_IDENTITY] = Identity(name=DEFAULT_IDENTITY, wallet=wallet, netuids=None)
     for item in settings.identities:
-        identities[item.name] = _load(item.name, item.wallet_name, item.wallet_hotkey, item.wallet_path, item.netuids)
+        identities[item.name] = _load(
+            item.name, item.wallet_name, item.wallet_hotkey, item.wallet_path, item.netuids
+        )
     return identities

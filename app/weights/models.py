@@ -1,4 +1,4 @@
-"""The apply-weights job table: one row per PUT, the worker's only source of truth (so a restart loses nothing)."""
+"""The apply-weights job table: one row per PUT, the worker's source of truth (a restart loses nothing)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 # set / committed: landed (committed = commit-reveal, revealed by the chain at `reveal_round`);
 # failed: a permanent error or out of attempts; expired: the epoch it was made for ended;
 # superseded: a newer PUT for the same identity and netuid replaced it before it landed.
-# advanced-alchemy's JsonB breaks under SQLAlchemy 2.1 (util.portable_instancemethod is gone); this is its equivalent.
+# advanced-alchemy's JsonB breaks under SQLAlchemy 2.1 (util.portable_instancemethod is gone); its equivalent:
 JsonB = JSON().with_variant(JSONB(), "postgresql")
 
 JOB_STATUSES = ("pending", "running", "set", "committed", "failed", "expired", "superseded")
@@ -28,6 +28,8 @@ class WeightsJob(BigIntAuditBase):
     __table_args__ = (
         # The claim and supersede statements look up jobs by identity+netuid and status.
         Index("ix_weights_job_identity_netuid_status", "identity", "netuid", "status"),
+        # "Is there a newer job for this identity+netuid?" is asked by every claim and supersede.
+        Index("ix_weights_job_identity_netuid_id", "identity", "netuid", "id"),
         Index("ix_weights_job_status_next_attempt", "status", "next_attempt_at"),
     )
 

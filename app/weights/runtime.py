@@ -1,4 +1,4 @@
-"""Wiring of the weights feature into a Pylon process: identities, the service on `app.state.weights`, the worker."""
+"""Wiring weights into a Pylon process: identities, the service on `app.state.weights`, the worker."""
 
 from __future__ import annotations
 

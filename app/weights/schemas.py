@@ -29,7 +29,7 @@ class WeightsValidationError(ValueError):
 
 
 def validate_weights(weights: dict[str, float], max_entries: int | None) -> None:
-    """Reject what no chain would take: an empty map, blank hotkeys, non-finite or negative weights, all zeros,
+    """Reject what no chain would take: an empty map, blank hotkeys, non-finite or negative weights, all zero,
     or more entries than the subnet has neurons (`max_entries`, None when unknown)."""
     if not weights:
         raise WeightsValidationError("weights must not be empty: send at least one {hotkey: weight}")
@@ -46,7 +46,9 @@ def validate_weights(weights: dict[str, float], max_entries: int | None) -> None
     if negative:
         raise WeightsValidationError("weights must not be negative", {"hotkeys": negative[:10]})
     if not any(weight > 0 for weight in weights.values()):
-        raise WeightsValidationError("at least one weight must be above 0 (all-zero weights cannot be normalised)")
+        raise WeightsValidationError(
+            "at least one weight must be above 0 (all-zero weights cannot be normalised)"
+        )
     if max_entries is not None and len(weights) > max_entries:
         raise WeightsValidationError(
             f"{len(weights)} weights sent but the subnet has {max_entries} neurons",
@@ -55,7 +57,7 @@ def validate_weights(weights: dict[str, float], max_entries: int | None) -> None
 
 
 class SetWeightsResponse(msgspec.Struct, kw_only=True):
-    """202: the job is stored and will be applied. `detail` and `count` keep bittensor-pylon's client working."""
+    """202: the job is stored; `detail` and `count` are what bittensor-pylon's client reads."""
 
     job_id: int
     status: JobStatus

@@ -15,6 +15,7 @@ a time" (no other live `running` job) and "newest intent wins" (no newer job for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -22,12 +23,12 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import structlog
 from prometheus_client import Gauge, Histogram
-from sqlalchemy import and_, exists, func, or_, select, text, update
+from sqlalchemy import Table, and_, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
@@ -86,7 +87,7 @@ CLAIM_LOCK_KEY = 7_349_001
 # A PUT reuses the subnet's neurons and tempo read within this many seconds (keeps PUTs off the chain).
 VIEW_TTL = 1.0
 
-jobs = WeightsJob.__table__
+jobs = cast(Table, WeightsJob.__table__)
 
 
 class JobNotFound(LookupError):
@@ -121,7 +122,7 @@ class SubnetView(msgspec.Struct, frozen=True):
     fetched: float
 
 
-def _view(data: Mapping[str, Any], with_weights: bool) -> WeightsJobView:
+def _view(data: Mapping[Any, Any], with_weights: bool) -> WeightsJobView:
     return WeightsJobView(
         id=data["id"],
         identity=data["identity"],
@@ -286,7 +287,9 @@ class WeightsService:
                 )
                 .values(status="superseded", superseded_by=job_id, finished_at=datetime.now(UTC))
             )
-        log.info("weights_job_created", job_id=job_id, identity=identity.name, netuid=netuid, count=len(weights))
+        log.info(
+            "weights_job_created", job_id=job_id, identity=identity.name, netuid=netuid, count=len(weights)
+        )
         self.wakeup.set()
         return SetWeightsResponse(
             job_id=job_id,
@@ -340,7 +343,9 @@ class WeightsService:
                 )
             ).first()
         if row is None:
-            raise JobNotFound(f"no weights were set or committed for identity {identity!r} on subnet {netuid}")
+            raise JobNotFound(
+                f"no weights were set or committed for identity {identity!r} on subnet {netuid}"
+            )
         data = row._mapping
         return LastWeights(
             job_id=data["id"],
@@ -360,7 +365,9 @@ class WeightsService:
             return int(
                 (
                     await conn.execute(
-                        select(func.count()).select_from(jobs).where(jobs.c.status.in_(("pending", "running")))
+                        select(func.count())
+                        .select_from(jobs)
+                        .where(jobs.c.status.in_(("pending", "running")))
                     )
                 ).scalar_one()
             )
@@ -385,7 +392,7 @@ class WeightsWorker:
         self._stopping.set()
         self.service.wakeup.set()
         if self._task is not None:
-            # An attempt in flight is bounded by the chain timeouts; past that its lease lets another take over.
+            # An attempt in flight is bounded by the chain timeouts; then its lease lets another take over.
             try:
                 await asyncio.wait_for(self._task, timeout=5)
             except TimeoutError:
@@ -403,10 +410,8 @@ class WeightsWorker:
             if worked:
                 continue
             self.service.wakeup.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.service.wakeup.wait(), self.settings.weights.poll_interval)
-            except TimeoutError:
-                pass
         log.info("weights_worker_stopped", worker=self.id)
 
     async def run_once(self) -> bool:
@@ -431,15 +436,14 @@ class WeightsWorker:
     async def claim(self) -> int | None:
         """Atomically take the oldest due job, or None. See the module docstring for why this is exclusive."""
         now = time.time()
+        # Both reads use the (status, next_attempt_at) index, so the cost does not grow with old jobs.
         async with self.engine.connect() as conn:
-            pending, due = (
+            pending = (
                 await conn.execute(
-                    select(
-                        func.count().filter(jobs.c.status.in_(("pending", "running"))),
-                        func.count().filter(self._due(now)),
-                    ).select_from(jobs)
+                    select(func.count()).select_from(jobs).where(jobs.c.status.in_(("pending", "running")))
                 )
-            ).one()
+            ).scalar_one()
+            due = (await conn.execute(select(jobs.c.id).where(self._due(now)).limit(1))).first() is not None
         PENDING_JOBS.set(pending)
         if not due:
             return None
@@ -455,7 +459,9 @@ class WeightsWorker:
                 ),
                 # Newest intent wins: a job with a newer sibling is superseded, never applied.
                 ~exists().where(
-                    newer.identity == candidate.identity, newer.netuid == candidate.netuid, newer.id > candidate.id
+                    newer.identity == candidate.identity,
+                    newer.netuid == candidate.netuid,
+                    newer.id > candidate.id,
                 ),
                 # One job per identity+netuid on chain at a time.
                 ~exists().where(
@@ -567,7 +573,8 @@ class WeightsWorker:
                 await self._finish(
                     job_id,
                     "expired",
-                    last_error=job["last_error"] or f"epoch ended at block {end_block} before the weights landed",
+                    last_error=job["last_error"]
+                    or f"epoch ended at block {end_block} before the weights landed",
                 )
                 outcome = "expired"
                 return
@@ -577,7 +584,9 @@ class WeightsWorker:
             by_uid = {uids[h]: float(w) for h, w in weights.items() if h in uids}
             skipped = [h for h in weights if h not in uids]
             if not any(w > 0 for w in by_uid.values()):
-                raise PermanentJobError(f"none of the {len(weights)} hotkeys with a weight above 0 is on subnet {netuid}")
+                raise PermanentJobError(
+                    f"none of the {len(weights)} hotkeys with a weight above 0 is on subnet {netuid}"
+                )
             commit = hyper.commit_reveal_weights_enabled
             call = chain.commit_weights if commit else chain.set_weights
             result = await asyncio.wait_for(
@@ -613,5 +622,6 @@ class WeightsWorker:
             await self._retry(job_id, job["attempts"], f"{type(exc).__name__}: {exc}")
         finally:
             if outcome != "expired":
-                ATTEMPT_DURATION.labels(outcome, str(netuid), identity_name).observe(time.perf_counter() - started)
-
+                ATTEMPT_DURATION.labels(outcome, str(netuid), identity_name).observe(
+                    time.perf_counter() - started
+                )

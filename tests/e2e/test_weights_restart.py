@@ -1,7 +1,8 @@
-"""Durability: `kill -9` of `pylon serve` while a job waits between retries loses nothing; a restart lands it."""
+"""Durability: `kill -9` of `pylon serve` while a job waits to retry loses nothing; a restart lands it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -37,10 +38,8 @@ def kill_9(server: LiveServer) -> None:
     assert server.process is not None
     pids = [server.process.pid, *descendants(server.process.pid)]
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     server.process.wait(timeout=10)
     deadline = time.monotonic() + 10
     while any(Path(f"/proc/{pid}").exists() and _alive(pid) for pid in pids) and time.monotonic() < deadline:
@@ -55,7 +54,9 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def wait_job(server: LiveServer, job_id: int, until: Callable[[dict[str, Any]], bool], timeout: float = 30) -> dict:
+def wait_job(
+    server: LiveServer, job_id: int, until: Callable[[dict[str, Any]], bool], timeout: float = 30
+) -> dict:
     deadline = time.monotonic() + timeout
     job: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -63,7 +64,9 @@ def wait_job(server: LiveServer, job_id: int, until: Callable[[dict[str, Any]], 
         if until(job):
             return job
         time.sleep(0.1)
-    raise AssertionError(f"job {job_id} not in the expected state after {timeout}s: {job}\n{server.log()[-3000:]}")
+    raise AssertionError(
+        f"job {job_id} not in the expected state after {timeout}s: {job}\n{server.log()[-3000:]}"
+    )
 
 
 def test_sigkill_then_restart_sets_weights(live_server_factory: Callable[..., LiveServer]) -> None:

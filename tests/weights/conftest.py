@@ -1,11 +1,11 @@
-"""Weights fixtures: an app on the simulated subnet with fast blocks, quick retries and no coalescing delay."""
+"""Weights fixtures: an app on the simulated subnet with fast blocks, quick retries, no coalescing delay."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -33,7 +33,7 @@ def weights_settings(settings_factory: SettingsFactory) -> Callable[..., Setting
 
     def build(**env: str) -> Settings:
         settings = settings_factory(**{**FAST, **env})
-        # Alembic runs its own event loop: keep it off the test's loop (factories are called from async tests).
+        # Alembic runs its own event loop: keep it off the test's loop (async tests call this factory).
         with ThreadPoolExecutor(1) as pool:
             pool.submit(migrate, settings).result()
         return settings

@@ -1,7 +1,8 @@
-"""The weights API on the simulated subnet: set and commit-reveal paths, retries, expiry, supersede, validation."""
+"""Weights API on the simulated subnet: set and commit-reveal, retries, expiry, supersede, validation."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 from litestar import Litestar
@@ -44,7 +45,8 @@ async def test_put_sets_weights_on_chain_and_reports_skipped_hotkeys(wclient: As
     assert last["weights"] == body["weights"]
 
     metrics = REGISTRY.get_sample_value(
-        "pylon_apply_weights_job_duration_seconds_count", {"status": "set", "netuid": "1", "identity": "default"}
+        "pylon_apply_weights_job_duration_seconds_count",
+        {"status": "set", "netuid": "1", "identity": "default"},
     )
     assert metrics and metrics >= 1
     attempts = REGISTRY.get_sample_value(
@@ -59,7 +61,9 @@ async def test_commit_reveal_subnet_commits_instead_of_setting(
 ) -> None:
     async with AsyncTestClient(app=weights_app_factory(PYLON_LOCAL_COMMIT_REVEAL="true")) as client:
         keys = await hotkeys(client)
-        response = await client.put("/api/v1/subnet/1/weights", json={"weights": {keys[0]: 1.0, keys[1]: 1.0}})
+        response = await client.put(
+            "/api/v1/subnet/1/weights", json={"weights": {keys[0]: 1.0, keys[1]: 1.0}}
+        )
         job = await wait_job(client, response.json()["job_id"])
         assert job["status"] == "committed", job
         assert job["mode"] == "commit"
@@ -104,7 +108,9 @@ async def test_retries_through_chain_failures_then_lands(wclient: AsyncTestClien
     assert errors and errors >= 3
 
 
-async def test_rate_limited_job_expires_when_its_epoch_ends(weights_app_factory: Callable[..., Litestar]) -> None:
+async def test_rate_limited_job_expires_when_its_epoch_ends(
+    weights_app_factory: Callable[..., Litestar],
+) -> None:
     # Epochs of 11 blocks, but weights may be set only every 1000 blocks: the second job cannot land.
     app = weights_app_factory(PYLON_LOCAL_TEMPO="10", PYLON_LOCAL_WEIGHTS_RATE_LIMIT="1000")
     async with AsyncTestClient(app=app) as client:
@@ -151,7 +157,7 @@ async def test_newer_put_supersedes_a_pending_job(weights_app_factory: Callable[
             ids.append(response.json()["job_id"])
         last = await wait_job(client, ids[-1])
         assert last["status"] == "set"
-        for older, newer in zip(ids, ids[1:], strict=False):
+        for older, newer in itertools.pairwise(ids):
             job = (await client.get(f"/api/v1/weights/jobs/{older}")).json()
             assert job["status"] == "superseded", job
             assert job["superseded_by"] == newer
@@ -159,7 +165,9 @@ async def test_newer_put_supersedes_a_pending_job(weights_app_factory: Callable[
         listed = (await client.get("/api/v1/weights/jobs", params={"netuid": 1})).json()["jobs"]
         assert [job["id"] for job in listed] == sorted(ids, reverse=True)
         assert "weights" not in listed[0]
-        superseded = (await client.get("/api/v1/weights/jobs", params={"status": "superseded"})).json()["jobs"]
+        superseded = (await client.get("/api/v1/weights/jobs", params={"status": "superseded"})).json()[
+            "jobs"
+        ]
         assert {job["id"] for job in superseded} == set(ids[:-1])
 
 
@@ -186,7 +194,9 @@ async def test_validation_errors_are_clear(weights_app_factory: Callable[..., Li
             assert response.status_code == 400, (raw, response.text)
         negative = await client.put(url, json={"weights": {"a": 1.0, "b": -2.0}})
         assert negative.json()["extra"] == {"hotkeys": ["b"]}
-        assert (await client.put("/api/v1/subnet/99/weights", json={"weights": {"a": 1.0}})).status_code == 404
+        assert (
+            await client.put("/api/v1/subnet/99/weights", json={"weights": {"a": 1.0}})
+        ).status_code == 404
         jobs = (await client.get("/api/v1/weights/jobs")).json()["jobs"]
         assert jobs == [], "rejected PUTs store nothing"
 

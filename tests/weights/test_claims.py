@@ -124,7 +124,9 @@ async def test_stale_pending_job_is_superseded_at_claim(sqlite_services: list[We
     older = (await service.submit("default", 1, {"a": 1.0})).job_id
     newer = (await service.submit("default", 1, {"b": 1.0})).job_id
     async with service.engine.begin() as conn:
-        await conn.execute(update(jobs).where(jobs.c.id == older).values(status="pending", superseded_by=None))
+        await conn.execute(
+            update(jobs).where(jobs.c.id == older).values(status="pending", superseded_by=None)
+        )
     assert await WeightsWorker(service).claim() == newer
     assert (await service.get_job(older)).status == "superseded"
 

@@ -14,7 +14,9 @@ from cli.main import app
 
 
 @pytest.fixture
-def cli_env(weights_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def cli_env(
+    weights_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     settings = weights_settings()
     monkeypatch.setenv("PYLON_DATA_DIR", settings.data_dir)
     monkeypatch.setenv("PYLON_NETWORK", "local")
@@ -52,5 +54,7 @@ def test_cli_errors_are_one_line(cli_env: Path) -> None:
     assert "must not be negative" in result.output
     missing = runner.invoke(app, ["weights", "show", "999"])
     assert missing.exit_code == 1 and "no weights job 999" in missing.output
-    unknown = runner.invoke(app, ["weights", "set", "--netuid", "1", "--file", str(bad), "--identity", "zeta"])
+    unknown = runner.invoke(
+        app, ["weights", "set", "--netuid", "1", "--file", str(bad), "--identity", "zeta"]
+    )
     assert unknown.exit_code == 1

@@ -44,7 +44,9 @@ def identity_env(wallets: Path) -> dict[str, str]:
 
 
 def test_identities_are_read_from_dynamic_variables(tmp_path: Path) -> None:
-    settings = load_settings({**identity_env(tmp_path), "PYLON_WALLET_NAME": "main", "PYLON_WALLET_HOTKEY": "hk"})
+    settings = load_settings(
+        {**identity_env(tmp_path), "PYLON_WALLET_NAME": "main", "PYLON_WALLET_HOTKEY": "hk"}
+    )
     assert [i.name for i in settings.identities] == ["alpha", "beta"]
     assert settings.identities[0].wallet_path == str(tmp_path)
     assert settings.identities[0].netuids is None
@@ -59,7 +61,10 @@ def test_identities_are_read_from_dynamic_variables(tmp_path: Path) -> None:
         ({"PYLON_IDENTITIES": "Alpha"}, "PYLON_IDENTITIES"),
         ({"PYLON_IDENTITIES": "default"}, "PYLON_IDENTITIES"),
         ({"PYLON_IDENTITIES": "a,a", "PYLON_IDENTITY_A_WALLET_NAME": "w"}, "PYLON_IDENTITIES"),
-        ({"PYLON_IDENTITIES": "a", "PYLON_IDENTITY_A_WALLET_NAME": "w", "PYLON_IDENTITY_A_NETUIDS": "x"}, "NETUIDS"),
+        (
+            {"PYLON_IDENTITIES": "a", "PYLON_IDENTITY_A_WALLET_NAME": "w", "PYLON_IDENTITY_A_NETUIDS": "x"},
+            "NETUIDS",
+        ),
         ({"PYLON_WEIGHTS_RETRY_START": "0"}, "PYLON_WEIGHTS_RETRY_START"),
         ({"PYLON_WEIGHTS_MAX_ATTEMPTS": "0"}, "PYLON_WEIGHTS_MAX_ATTEMPTS"),
     ],
@@ -75,10 +80,14 @@ def test_dev_wallet_is_created_once_in_the_data_dir_for_local_only(tmp_path: Pat
     assert (tmp_path / "wallets" / DEV_WALLET_NAME / "hotkeys" / "default").exists()
     assert load_identities(settings)["default"].hotkey_ss58 == first.hotkey_ss58, "the same wallet on restart"
 
-    finney = msgspec.structs.replace(settings, chain=msgspec.structs.replace(settings.chain, network="finney"))
+    finney = msgspec.structs.replace(
+        settings, chain=msgspec.structs.replace(settings.chain, network="finney")
+    )
     with pytest.raises(IdentityError, match="refusing"):
         ensure_dev_wallet(finney)
-    assert "default" not in load_identities(finney), "no wallet configured, no default identity on a real network"
+    assert "default" not in load_identities(finney), (
+        "no wallet configured, no default identity on a real network"
+    )
 
 
 def test_missing_wallet_fails_at_start_naming_the_identity(tmp_path: Path) -> None:
@@ -95,7 +104,9 @@ def test_missing_wallet_fails_at_start_naming_the_identity(tmp_path: Path) -> No
 
 
 def key(identity: str | None = None, netuids: frozenset[int] | None = None) -> Principal:
-    return Principal(kind="api_key", id="k1", scopes=frozenset({"weights:write"}), identity=identity, netuids=netuids)
+    return Principal(
+        kind="api_key", id="k1", scopes=frozenset({"weights:write"}), identity=identity, netuids=netuids
+    )
 
 
 def test_identity_for_enforces_the_key_binding() -> None:
@@ -163,10 +174,14 @@ async def test_bound_keys_through_requests(tmp_path: Path, weights_settings: Cal
         def as_key(name: str) -> dict[str, str]:
             return {"x-test-key": name}
 
-        denied = await client.put("/api/v1/identity/beta/subnet/2/weights", json=body, headers=as_key("alpha-key"))
+        denied = await client.put(
+            "/api/v1/identity/beta/subnet/2/weights", json=body, headers=as_key("alpha-key")
+        )
         assert denied.status_code == 403
         assert "bound to identity 'alpha'" in denied.json()["detail"]
-        denied = await client.put("/api/v1/identity/alpha/subnet/1/weights", json=body, headers=as_key("default-key"))
+        denied = await client.put(
+            "/api/v1/identity/alpha/subnet/1/weights", json=body, headers=as_key("default-key")
+        )
         assert denied.status_code == 403
         # beta is limited to netuid 2 by PYLON_IDENTITY_BETA_NETUIDS.
         denied = await client.put("/api/v1/identity/beta/subnet/1/weights", json=body)
@@ -190,7 +205,9 @@ async def test_bound_keys_through_requests(tmp_path: Path, weights_settings: Cal
         assert {j["identity"] for j in seen} == {"alpha"}
         everything = (await client.get("/api/v1/weights/jobs")).json()["jobs"]
         assert {j["identity"] for j in everything} == {"alpha", "beta", "default"}
-        hidden = await client.get(f"/api/v1/weights/jobs/{beta.json()['job_id']}", headers=as_key("alpha-key"))
+        hidden = await client.get(
+            f"/api/v1/weights/jobs/{beta.json()['job_id']}", headers=as_key("alpha-key")
+        )
         assert hidden.status_code == 404
         forbidden = await client.get("/api/v1/weights/jobs?identity=beta", headers=as_key("alpha-key"))
         assert forbidden.status_code == 403
