@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from cli import chain as chain_commands
 from cli import config as config_commands
 from cli import db as db_commands
 from cli import weights as weights_commands
@@ -39,6 +40,7 @@ def version() -> None:
 app.command()(serve)
 app.add_typer(db_commands.app, name="db")
 app.add_typer(config_commands.app, name="config")
+app.add_typer(chain_commands.app, name="chain")
 app.add_typer(weights_commands.app, name="weights")
 
 

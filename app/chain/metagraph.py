@@ -169,7 +169,8 @@ class MetagraphCache:
         results = await asyncio.gather(
             *(self._fetch_latest(netuid, head) for netuid in sorted(self.watched)), return_exceptions=True
         )
-        errors = [r for r in results if isinstance(r, BaseException)]
+        # An unknown netuid is the asker's mistake (it is unwatched again), not a chain problem.
+        errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, UnknownNetuid)]
         self.last_error = f"{type(errors[0]).__name__}: {errors[0]}" if errors else None
         for error in errors:
             log.warning("metagraph_refresh_failed", block=head.number, error=str(error))

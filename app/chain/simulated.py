@@ -732,6 +732,15 @@ class SimulatedChainClient(ChainClient):
                 self._produce_forever(), name="sim-blocks"
             )
 
+    def set_block_time(self, seconds: float) -> None:
+        """Change the block time; a running producer restarts on the new pace (call on the client's loop)."""
+        self.block_time = seconds
+        self.poll_interval = min(1.0, seconds / 2)
+        if self._producer is not None and not self._producer.done():
+            self._producer.cancel()
+            self._producer = None
+            self.start()
+
     async def _produce_forever(self) -> None:
         while True:
             await asyncio.sleep(self.block_time)
