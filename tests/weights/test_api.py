@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from prometheus_client import REGISTRY
@@ -208,3 +209,17 @@ async def test_unknown_job_and_identity_are_404(wclient: AsyncTestClient) -> Non
     assert "PYLON_IDENTITIES" in response.json()["detail"]
     assert (await wclient.get("/api/v1/subnet/1/weights/last")).status_code == 404
     assert (await wclient.get("/api/v1/weights/jobs", params={"limit": 0})).status_code == 400
+
+
+@pytest.mark.postgres
+async def test_weights_land_with_postgres(
+    weights_app_factory: Callable[..., Litestar], postgres_url: str
+) -> None:
+    async with AsyncTestClient(app=weights_app_factory(PYLON_DB_URL=postgres_url)) as client:
+        keys = await hotkeys(client)
+        first = await client.put("/api/v1/subnet/1/weights", json={"weights": {keys[0]: 1.0, keys[1]: 2.0}})
+        job = await wait_job(client, first.json()["job_id"])
+        assert job["status"] == "set", job
+        assert job["weights"] == {keys[0]: 1.0, keys[1]: 2.0}
+        last = (await client.get("/api/v1/subnet/1/weights/last")).json()
+        assert last["job_id"] == job["id"]
