@@ -150,11 +150,12 @@ def _view(data: Mapping[Any, Any], with_weights: bool) -> WeightsJobView:
     )
 
 
-def _superseded_pending() -> Any:
-    """Pending jobs that a newer job of the same identity+netuid makes stale."""
+def _superseded(now: float) -> Any:
+    """Unlanded jobs made stale by a newer job of the same identity+netuid: pending ones, and running ones
+    whose worker died (lapsed lease)."""
     newer = aliased(WeightsJob)
     return and_(
-        jobs.c.status == "pending",
+        or_(jobs.c.status == "pending", and_(jobs.c.status == "running", jobs.c.lease_until < now)),
         exists().where(
             newer.identity == jobs.c.identity,
             newer.netuid == jobs.c.netuid,
@@ -481,8 +482,8 @@ class WeightsWorker:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK_KEY})
             await conn.execute(
                 update(jobs)
-                .where(_superseded_pending())
-                .values(status="superseded", finished_at=datetime.now(UTC))
+                .where(_superseded(now))
+                .values(status="superseded", claimed_by=None, lease_until=None, finished_at=datetime.now(UTC))
             )
             job_id = (
                 await conn.execute(

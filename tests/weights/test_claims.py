@@ -131,6 +131,18 @@ async def test_stale_pending_job_is_superseded_at_claim(sqlite_services: list[We
     assert (await service.get_job(older)).status == "superseded"
 
 
+async def test_dead_workers_running_job_with_a_newer_sibling_is_superseded(
+    sqlite_services: list[WeightsService],
+) -> None:
+    service = sqlite_services[0]
+    older = (await service.submit("default", 1, {"a": 1.0})).job_id
+    assert await WeightsWorker(service).claim() == older
+    newer = (await service.submit("default", 1, {"b": 1.0})).job_id
+    await _expire_lease(service.engine, older)
+    assert await WeightsWorker(sqlite_services[1]).claim() == newer
+    assert (await service.get_job(older)).status == "superseded"
+
+
 async def _expire_lease(engine: AsyncEngine, job_id: int) -> None:
     async with engine.begin() as conn:
         await conn.execute(update(jobs).where(jobs.c.id == job_id).values(lease_until=time.time() - 1))
