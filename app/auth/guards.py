@@ -15,7 +15,7 @@ from litestar.handlers.base import BaseRouteHandler
 OPEN_PATH_PREFIXES = ("/schema",)
 
 
-def authorize(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+async def authorize(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     if "open" in handler.opt or connection.scope["path"].startswith(OPEN_PATH_PREFIXES):
         return
     if "scope" not in handler.opt:

@@ -61,7 +61,7 @@ _ENCODER = msgspec.json.Encoder()
 class CachedMetagraph:
     """One subnet's neurons at one block, with its response bytes prebuilt."""
 
-    __slots__ = ("block", "body", "etag", "fetched_at", "metagraph", "netuid")
+    __slots__ = ("asgi_response", "block", "body", "etag", "fetched_at", "metagraph", "netuid", "raw_headers")
 
     def __init__(self, netuid: int, metagraph: Metagraph) -> None:
         self.netuid = netuid
@@ -71,6 +71,15 @@ class CachedMetagraph:
         # The content is a function of (netuid, block hash): every worker computes the same ETag.
         self.etag = f'"sn{netuid}-{metagraph.block.number}-{metagraph.block.hash[2:18]}"'
         self.fetched_at = time.monotonic()
+        # ASGI response headers, built once: the hot path sends them as they are.
+        self.raw_headers: list[tuple[bytes, bytes]] = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self.body)).encode()),
+            (b"etag", self.etag.encode()),
+            (b"x-pylon-block", str(self.block.number).encode()),
+        ]
+        # Set by the HTTP layer the first time it serves this metagraph (an ASGI app reused per request).
+        self.asgi_response: Any = None
 
     @property
     def neurons(self) -> dict[str, Neuron]:
@@ -117,6 +126,8 @@ class MetagraphCache:
         self._new_head = asyncio.Event()
         # The highest head whose metagraphs have been refreshed (self.head is set before the refresh).
         self._processed = -1
+        self._hits = 0
+        self._stale_hits = 0
 
     # ------------------------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -128,6 +139,7 @@ class MetagraphCache:
             ]
 
     async def close(self) -> None:
+        self.flush_counts()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -157,6 +169,7 @@ class MetagraphCache:
             age = self.head_age()
             if age is not None:
                 HEAD_AGE.set(age)
+            self.flush_counts()
             await asyncio.sleep(1.0)
 
     async def _on_head(self, head: BlockInfo) -> None:
@@ -257,7 +270,19 @@ class MetagraphCache:
             self._older.popitem(last=False)
 
     def count_hit(self) -> None:
-        (_STALE if self.is_stale() else _HIT).inc()
+        # A plain int per request; `_tick` moves it into Prometheus once a second (an inc() in
+        # multiprocess mode writes an mmap'd file, which the hot path should not pay for).
+        if self.is_stale():
+            self._stale_hits += 1
+        else:
+            self._hits += 1
+
+    def flush_counts(self) -> None:
+        hits, stale, self._hits, self._stale_hits = self._hits, self._stale_hits, 0, 0
+        if hits:
+            _HIT.inc(hits)
+        if stale:
+            _STALE.inc(stale)
 
     def peek(self, netuid: int) -> CachedMetagraph | None:
         """The latest cached metagraph without touching the chain (None while cold)."""

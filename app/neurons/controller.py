@@ -17,8 +17,11 @@ from litestar.exceptions import (
     ServiceUnavailableException,
     ValidationException,
 )
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_502_BAD_GATEWAY
+from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Send
+from litestar.types import Scope as ASGIScope
 
 from app.auth.scopes import Scope
 from app.chain.client import (
@@ -66,15 +69,55 @@ def parse_block_number(raw: str) -> int:
     return int(raw)
 
 
-async def _latest(request: Request, netuid: int) -> Response[Any]:
-    cache = request.app.state.metagraph
+class RawResponse:
+    """An ASGI response of prebuilt bytes and headers: built once per metagraph, reused by every request."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": self.status,
+            "headers": self.headers,
+        }
+        body: HTTPResponseBodyEvent = {"type": "http.response.body", "body": self.body, "more_body": False}
+        await send(start)
+        await send(body)
+
+
+async def latest_response(scope: ASGIScope, netuid: int) -> ASGIApp:
+    """The hot path: the latest metagraph's prebuilt bytes and headers, no per-request encoding."""
+    cache = scope["litestar_app"].state.metagraph
     cached = cache.peek(netuid)
     if cached is None:
         cached = await cache.latest(netuid)
     else:
-        # The warm path: no await, no chain, just the prebuilt bytes.
         cache.count_hit()
-    return metagraph_response(request, cached, cache.is_stale())
+    headers = cached.raw_headers
+    stale = cache.is_stale()
+    if stale:
+        age = cache.head_age()
+        headers = [*headers, (b"age", str(math.floor(age or 0)).encode()), (b"x-pylon-stale", b"true")]
+    etag = cached.etag.encode()
+    for name, value in scope["headers"]:
+        if name == b"if-none-match" and value == etag:
+            return RawResponse(304, [h for h in headers if h[0] != b"content-length"], b"")
+    if stale:
+        return RawResponse(200, headers, cached.body)
+    response: RawResponse | None = cached.asgi_response
+    if response is None:
+        response = cached.asgi_response = RawResponse(200, headers, cached.body)
+    return response
+
+
+METAGRAPH_RESPONSES = {
+    200: ResponseSpec(
+        data_container=Metagraph, description="The metagraph, keyed by hotkey (bittensor-pylon's shape)."
+    )
+}
 
 
 async def _at_block(request: Request, netuid: int, block_number: str) -> Response[Any]:
@@ -86,13 +129,15 @@ class SubnetNeuronsController(Controller):
     path = "/subnet/{netuid:int}"
     tags = ["neurons"]
 
-    @get("/neurons/latest", opt=READ)
-    async def latest_neurons(self, request: Request, netuid: FromPath[int]) -> Response[Metagraph]:
+    @get("/neurons/latest", opt=READ, responses=METAGRAPH_RESPONSES)
+    async def latest_neurons(self, scope: ASGIScope, netuid: FromPath[int]) -> ASGIApp:
         """The subnet's metagraph at the latest block: `{"block": {...}, "neurons": {hotkey: neuron}}`.
 
-        Served from memory (refreshed once per block); honours `If-None-Match`.
+        Served from memory (refreshed once per block); honours `If-None-Match`. `X-Pylon-Block` names
+        the block; while the chain is unreachable the last metagraph is served with `Age` and
+        `X-Pylon-Stale: true`.
         """
-        return await _latest(request, netuid)
+        return await latest_response(scope, netuid)
 
     @get("/neurons/{block_number:str}", opt=READ)
     async def neurons_at_block(
@@ -147,10 +192,10 @@ class DefaultNetuidNeuronsController(Controller):
     path = "/neurons"
     tags = ["neurons"]
 
-    @get("/latest", opt=READ)
-    async def latest_neurons(self, request: Request) -> Response[Metagraph]:
+    @get("/latest", opt=READ, responses=METAGRAPH_RESPONSES)
+    async def latest_neurons(self, scope: ASGIScope) -> ASGIApp:
         """The `PYLON_NETUID` subnet's metagraph at the latest block."""
-        return await _latest(request, request.app.state.settings.chain.netuid)
+        return await latest_response(scope, scope["litestar_app"].state.settings.chain.netuid)
 
     @get("/{block_number:str}", opt=READ)
     async def neurons_at_block(self, request: Request, block_number: FromPath[str]) -> Response[Metagraph]:
@@ -176,6 +221,9 @@ def chain_error_handler(request: Request, exc: Exception) -> Response[Any]:
 
 neurons_router = Router(
     path="/api/v1",
-    route_handlers=[SubnetNeuronsController, DefaultNetuidNeuronsController],
+    route_handlers=[
+        SubnetNeuronsController,
+        DefaultNetuidNeuronsController,
+    ],
     exception_handlers={ChainError: chain_error_handler, TimeoutError: chain_error_handler},
 )

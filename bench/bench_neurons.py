@@ -1,0 +1,202 @@
+"""GET /api/v1/subnet/1/neurons/latest (256 neurons): `pylon serve` against a bare ASGI app on granian.
+
+Both serve the same bytes, one granian worker each, measured side by side in one run with Debian's `wrk`
+(installed with apt-get if missing) at concurrency 1 and 64, over loopback. Prints requests/s, p50 and p99
+and the ratios (target: Pylon >= 70% of the bare app's requests/s; p99 at 64 <= 1.5x the bare app's).
+Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PATH = "/api/v1/subnet/1/neurons/latest"
+DURATION = int(os.environ.get("BENCH_SECONDS", "6"))
+ADMIN_TOKEN = "bench-admin-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("installing wrk (apt-get install -y wrk)...", file=sys.stderr)
+    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, timeout=300, capture_output=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is not available; install it with `apt-get install -y wrk`")
+    return found
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        try:
+            if (
+                httpx.get(url, timeout=1, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).status_code
+                == 200
+            ):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer within {timeout}s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def to_ms(value: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+    if match is None:
+        return float("nan")
+    number, unit = match.groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+
+
+def run_wrk(wrk: str, url: str, connections: int) -> dict[str, float]:
+    threads = 1 if connections == 1 else 2
+    result = subprocess.run(
+        [
+            wrk,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{DURATION}s",
+            "--latency",
+            "-H",
+            f"Authorization: Bearer {ADMIN_TOKEN}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DURATION + 30,
+        check=True,
+    )
+    out = result.stdout
+    if "Requests/sec" not in out or "50%" not in out:
+        print(f"unexpected wrk output for {url}:\n{out}\n{result.stderr}", file=sys.stderr)
+        return {"rps": float("nan"), "p50": float("nan"), "p99": float("nan")}
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    # Anchored: "50%" also appears inside the Thread Stats line (e.g. "85.50%").
+    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        print(f"warning: {errors.group(1)} non-2xx answers from {url}", file=sys.stderr)
+    return {"rps": rps, "p50": p50, "p99": p99}
+
+
+def main() -> None:
+    wrk = ensure_wrk()
+    workdir = Path(tempfile.mkdtemp(prefix="pylon-bench-"))
+    pylon_port, bare_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PYLON_ENV_FILE": str(ROOT / "envs" / "dev.env"),
+        "PYLON_DATA_DIR": str(workdir / "data"),
+        "PYLON_NETWORK": "local",
+        "PYLON_LOCAL_NEURONS": "256",
+        # One block per minute: the bench measures serving, not refreshing.
+        "PYLON_LOCAL_BLOCK_TIME": "60",
+        "PYLON_WORKERS": "1",
+        "PYLON_LOG_LEVEL": "WARNING",
+        "PYLON_LOG_FORMAT": "json",
+        "PYLON_ADMIN_TOKEN": ADMIN_TOKEN,
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = (workdir / "pylon.log").open("wb")
+    pylon = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "serve", "--port", str(pylon_port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    bare: subprocess.Popen[bytes] | None = None
+    try:
+        pylon_url = f"http://127.0.0.1:{pylon_port}{PATH}"
+        wait_ready(pylon_url, pylon)
+        body = httpx.get(pylon_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).content
+        body_file = workdir / "body.json"
+        body_file.write_bytes(body)
+        bare = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "granian",
+                "--interface",
+                "asgi",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(bare_port),
+                "--workers",
+                "1",
+                "--log-level",
+                "warning",
+                "bench.bare_app:app",
+            ],
+            cwd=ROOT,
+            env={**env, "BENCH_BODY_FILE": str(body_file)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        bare_url = f"http://127.0.0.1:{bare_port}{PATH}"
+        wait_ready(bare_url, bare)
+        assert httpx.get(bare_url).content == body
+        print(f"GET {PATH}: {len(body)} bytes, 256 neurons; wrk {DURATION}s per run, 1 granian worker each")
+        print(f"{'concurrency':>11} {'server':>6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+        results: dict[tuple[int, str], dict[str, float]] = {}
+        for connections in (1, 64):
+            # Warm both, then measure them back to back.
+            run_wrk_quick = [wrk, "-t1", "-c4", "-d1s", "-H", f"Authorization: Bearer {ADMIN_TOKEN}"]
+            subprocess.run([*run_wrk_quick, pylon_url], capture_output=True, timeout=30, check=False)
+            subprocess.run([*run_wrk_quick, bare_url], capture_output=True, timeout=30, check=False)
+            for name, url in (("pylon", pylon_url), ("bare", bare_url)):
+                figures = run_wrk(wrk, url, connections)
+                results[(connections, name)] = figures
+                rps, p50, p99 = figures["rps"], figures["p50"], figures["p99"]
+                print(f"{connections:>11} {name:>6} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f}", flush=True)
+        for connections in (1, 64):
+            pylon_fig, bare_fig = results[(connections, "pylon")], results[(connections, "bare")]
+            print(
+                f"concurrency {connections}: pylon/bare requests/s = {pylon_fig['rps'] / bare_fig['rps']:.0%}"
+                f" (target >= 70%), p99 pylon/bare = {pylon_fig['p99'] / bare_fig['p99']:.2f}x"
+                + (" (target <= 1.5x)" if connections == 64 else "")
+            )
+    finally:
+        if bare is not None:
+            stop(bare)
+        stop(pylon)
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
