@@ -22,6 +22,8 @@ from app.logging import configure_logging, request_id_middleware
 from app.metrics import http_metrics_middleware_factory, metrics_endpoint
 from app.neurons.controller import neurons_router
 from app.settings import Settings, load_settings
+from app.weights.controller import WeightsController
+from app.weights.runtime import weights_lifespan
 
 
 def openapi_config() -> OpenAPIConfig:
@@ -56,10 +58,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return app_config
 
     return Litestar(
-        route_handlers=[health, ready, metrics_endpoint, neurons_router],
+        route_handlers=[health, ready, metrics_endpoint, neurons_router, WeightsController],
         plugins=[SQLAlchemyPlugin(config=db_config)],
         on_app_init=[keep_settings],
-        lifespan=[database_ready, chain_lifespan],
+        lifespan=[database_ready, chain_lifespan, weights_lifespan(db_config.get_engine())],
         guards=[authorize],
         middleware=[request_id_middleware, http_metrics_middleware_factory(settings.app_name)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

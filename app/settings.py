@@ -55,6 +55,8 @@ class ChainSettings(Section, frozen=True, kw_only=True):
     local_commit_reveal: bool = False
     # ss58 hotkeys registered with a validator permit on every simulated subnet at start (dev wallet).
     local_validators: list[str] = msgspec.field(default_factory=list)
+    # Simulated chain only: every chain call fails as if the node were down (tests of retries and restarts).
+    local_unreachable: bool = False
     # Older metagraphs kept in memory per process (LRU), besides the latest per served netuid.
     metagraph_cache_blocks: int = 64
 
@@ -70,6 +72,45 @@ class LoggingSettings(Section, frozen=True, kw_only=True):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # auto: JSON lines when stderr is not a terminal, a readable console otherwise.
     format: Literal["auto", "json", "console"] = "auto"
+
+
+class WalletSettings(Section, frozen=True, kw_only=True):
+    """The default identity's wallet (`PYLON_WALLET_NAME`, `PYLON_WALLET_HOTKEY`, `PYLON_WALLET_PATH`)."""
+
+    env_prefix: ClassVar[str] = "PYLON_WALLET_"
+    # Empty: with PYLON_NETWORK=local a dev wallet is created in the data dir; otherwise no default identity.
+    name: str = ""
+    hotkey: str = "default"
+    # Empty means bittensor's default folder, ~/.bittensor/wallets.
+    path: str = ""
+
+
+class IdentitySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One named wallet, read from `PYLON_IDENTITY_<NAME>_*` for each name in `PYLON_IDENTITIES`."""
+
+    name: str
+    wallet_name: str
+    wallet_hotkey: str = "default"
+    wallet_path: str = ""
+    # Subnets this identity may set weights on; None means any.
+    netuids: list[int] | None = None
+
+
+class WeightsSettings(Section, frozen=True, kw_only=True):
+    env_prefix: ClassVar[str] = "PYLON_WEIGHTS_"
+    # Run the apply-weights worker in this process (every worker process runs one; claims are exclusive).
+    worker: bool = True
+    # Seconds between looks for due jobs when nothing woke the worker.
+    poll_interval: float = 1.0
+    # Exponential backoff between failed attempts: start, doubling up to the cap, at most this many attempts.
+    retry_start: float = 2.0
+    retry_cap: float = 60.0
+    max_attempts: int = 20
+    # A new job waits this long before its first attempt, so a burst of PUTs for one identity+netuid
+    # collapses into the last one (the others become `superseded`) instead of landing one after another.
+    coalesce_seconds: float = 1.0
+    # Extra seconds a claimed job stays leased beyond the chain timeouts, before another worker takes it over.
+    lease_margin: float = 10.0
 
 
 class ServerSettings(Section, frozen=True, kw_only=True):
@@ -89,6 +130,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     chain: ChainSettings = msgspec.field(default_factory=ChainSettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
+    wallet: WalletSettings = msgspec.field(default_factory=WalletSettings)
+    weights: WeightsSettings = msgspec.field(default_factory=WeightsSettings)
+    # Named wallets besides the default one: PYLON_IDENTITIES=alpha,beta (see `_identities`).
+    identities: tuple[IdentitySettings, ...] = ()
 
     @property
     def database_url(self) -> str:
@@ -99,6 +144,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 # Top-level scalar fields and the variables they are read from.
 TOP_LEVEL_PREFIX = "PYLON_"
+# Top-level fields whose variables have dynamic names; each has its own reader below.
+DYNAMIC_FIELDS = frozenset({"identities"})
+IDENTITY_FIELDS = ("wallet_name", "wallet_hotkey", "wallet_path", "netuids")
+DEFAULT_IDENTITY = "default"
 
 
 def parse_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -157,6 +206,7 @@ def _section_values(section_type: type[Section], environ: Mapping[str, str]) -> 
 def env_names() -> list[str]:
     """Every variable Pylon reads, for documentation and `pylon config show`."""
     names = [f"{TOP_LEVEL_PREFIX}{f.name.upper()}" for f in _top_level_scalars()]
+    names += ["PYLON_IDENTITIES"] + [f"PYLON_IDENTITY_<NAME>_{f.upper()}" for f in IDENTITY_FIELDS]
     for field in _sections():
         section_type = field.type
         names += [f"{section_type.env_prefix}{f.name.upper()}" for f in msgspec.structs.fields(section_type)]
@@ -172,8 +222,35 @@ def _sections() -> list[msgspec.structs.FieldInfo]:
 
 
 def _top_level_scalars() -> list[msgspec.structs.FieldInfo]:
-    section_names = {f.name for f in _sections()}
+    section_names = {f.name for f in _sections()} | DYNAMIC_FIELDS
     return [f for f in msgspec.structs.fields(Settings) if f.name not in section_names]
+
+
+def _identities(environ: Mapping[str, str]) -> tuple[IdentitySettings, ...]:
+    """`PYLON_IDENTITIES=alpha,beta` names identities; `PYLON_IDENTITY_ALPHA_WALLET_NAME`... describe them."""
+    raw = environ.get("PYLON_IDENTITIES", "")
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    identities = []
+    for name in names:
+        if not name.replace("_", "").isalnum() or not name.isascii() or name != name.lower():
+            raise SettingsError(f"PYLON_IDENTITIES: {name!r} is not a lowercase name of letters, digits, _")
+        if name == DEFAULT_IDENTITY:
+            raise SettingsError(f"PYLON_IDENTITIES: {name!r} is reserved for the PYLON_WALLET_* identity")
+        if names.count(name) > 1:
+            raise SettingsError(f"PYLON_IDENTITIES: {name!r} is listed twice")
+        prefix = f"PYLON_IDENTITY_{name.upper()}_"
+        values: dict[str, Any] = {"name": name}
+        # An empty NETUIDS keeps the default (any netuid), so the optional list parses as a plain list.
+        types: dict[str, Any] = {"wallet_name": str, "wallet_hotkey": str, "wallet_path": str}
+        types["netuids"] = list[int]
+        for field_name in IDENTITY_FIELDS:
+            env_name = prefix + field_name.upper()
+            if env_name in environ and environ[env_name].strip():
+                values[field_name] = _field_value(env_name, environ[env_name], types[field_name])
+        if "wallet_name" not in values:
+            raise SettingsError(f"{prefix}WALLET_NAME: required for identity {name!r} (PYLON_IDENTITIES)")
+        identities.append(IdentitySettings(**values))
+    return tuple(identities)
 
 
 def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None = None) -> Settings:
@@ -199,6 +276,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None
             kwargs[field.name] = section_type(**_section_values(section_type, merged))
         except (TypeError, msgspec.ValidationError) as exc:
             raise SettingsError(f"{section_type.env_prefix}*: {exc}") from exc
+    kwargs["identities"] = _identities(merged)
     settings = Settings(**kwargs)
     validate(settings)
     return settings
@@ -227,6 +305,20 @@ def validate(settings: Settings) -> None:
         )
     if settings.chain.netuid < 0:
         raise SettingsError(f"PYLON_NETUID: expected a netuid of 0 or more, got {settings.chain.netuid}")
+    weights = settings.weights
+    for name, value in (
+        ("POLL_INTERVAL", weights.poll_interval),
+        ("RETRY_START", weights.retry_start),
+        ("RETRY_CAP", weights.retry_cap),
+    ):
+        if value <= 0:
+            raise SettingsError(f"PYLON_WEIGHTS_{name}: expected seconds above 0, got {value}")
+    if weights.max_attempts < 1:
+        raise SettingsError(f"PYLON_WEIGHTS_MAX_ATTEMPTS: expected at least 1, got {weights.max_attempts}")
+    if weights.coalesce_seconds < 0:
+        raise SettingsError(f"PYLON_WEIGHTS_COALESCE_SECONDS: expected >= 0, got {weights.coalesce_seconds}")
+    if weights.lease_margin < 0:
+        raise SettingsError(f"PYLON_WEIGHTS_LEASE_MARGIN: expected >= 0 seconds, got {weights.lease_margin}")
 
 
 def mask_url(url: str) -> str:

@@ -10,6 +10,7 @@ from cli import chain as chain_commands
 from cli import chain_metadata
 from cli import config as config_commands
 from cli import db as db_commands
+from cli import weights as weights_commands
 from cli.errors import out_console, state
 from cli.localnet import localnet
 from cli.post_ip import post_ip
@@ -48,6 +49,7 @@ chain_commands.app.command("dump-metadata")(chain_metadata.dump_metadata)
 app.add_typer(chain_commands.app, name="chain")
 app.command()(localnet)
 app.command(name="post-ip")(post_ip)
+app.add_typer(weights_commands.app, name="weights")
 
 
 if __name__ == "__main__":

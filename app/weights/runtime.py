@@ -1,0 +1,86 @@
+"""Wiring weights into a Pylon process: identities, the service on `app.state.weights`, the worker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+from litestar import Litestar
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.chain.client import ChainClient
+from app.chain.lifespan import build_chain_client
+from app.chain.simulated import SimulatedChainClient
+from app.settings import Settings
+from app.weights.identities import Identity, load_identities
+from app.weights.service import WeightsService, WeightsWorker
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class WeightsRuntime:
+    service: WeightsService
+    worker: WeightsWorker | None
+    owned_chain: ChainClient | None
+
+
+def register_local_validators(chain: ChainClient, identities: dict[str, Identity]) -> None:
+    """On the simulated subnet, register every identity's hotkey as a validator with a permit, so a
+    newcomer's first PUT lands. Real chains are never touched."""
+    if not isinstance(chain, SimulatedChainClient):
+        return
+    for netuid in chain.chain.netuids:
+        for identity in identities.values():
+            if identity.allows_netuid(netuid):
+                uid = chain.chain.register(netuid, identity.hotkey_ss58, validator=True)
+                log.info("local_validator_registered", identity=identity.name, netuid=netuid, uid=uid)
+
+
+async def start_weights(app: Litestar, engine: AsyncEngine) -> WeightsRuntime:
+    settings: Settings = app.state.settings
+    identities = load_identities(settings)
+    # chain_lifespan (listed before this hook) provides the client; an app built without it gets its own.
+    chain: ChainClient | None = app.state.get("chain")
+    owned: ChainClient | None = None
+    if chain is None:
+        chain = owned = build_chain_client(settings.chain)
+        start = getattr(owned, "start", None)
+        if callable(start):
+            start()
+        app.state.chain = chain
+    if isinstance(chain, SimulatedChainClient) and settings.chain.local_unreachable:
+        # Test and demo switch: every chain call fails as if the node were down (PYLON_LOCAL_UNREACHABLE).
+        chain.unreachable = True
+    register_local_validators(chain, identities)
+    service = WeightsService(settings, engine, chain, identities, metagraph=app.state.get("metagraph"))
+    app.state.weights = service
+    worker = None
+    if settings.weights.worker:
+        worker = WeightsWorker(service)
+        worker.start()
+    log.info("weights_ready", identities=sorted(identities), worker=worker is not None)
+    return WeightsRuntime(service=service, worker=worker, owned_chain=owned)
+
+
+async def stop_weights(runtime: WeightsRuntime) -> None:
+    if runtime.worker is not None:
+        await runtime.worker.stop()
+    if runtime.owned_chain is not None:
+        await runtime.owned_chain.close()
+
+
+def weights_lifespan(engine: AsyncEngine) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """The lifespan hook for `create_app`: the weights service lives on `app.state.weights`."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        runtime = await start_weights(app, engine)
+        try:
+            yield
+        finally:
+            await stop_weights(runtime)
+
+    return lifespan
