@@ -19,7 +19,7 @@ MIGRATIONS_DIR = PROJECT_ROOT / "alembic"
 VERSION_TABLE = "alembic_versions"
 
 # Every module that declares tables; alembic's autogenerate and the tests import them all from here.
-MODEL_MODULES: tuple[str, ...] = ()
+MODEL_MODULES: tuple[str, ...] = ("app.keys.models",)
 
 
 def load_models() -> MetaData:
