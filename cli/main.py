@@ -8,6 +8,7 @@ import typer
 
 from cli import config as config_commands
 from cli import db as db_commands
+from cli import keys as keys_commands
 from cli.errors import out_console, state
 from cli.serve import serve
 
@@ -38,6 +39,7 @@ def version() -> None:
 app.command()(serve)
 app.add_typer(db_commands.app, name="db")
 app.add_typer(config_commands.app, name="config")
+app.add_typer(keys_commands.app, name="keys")
 
 
 if __name__ == "__main__":
