@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Request, delete, get, patch, post
-from litestar.params import FromPath, FromQuery, JSONBody, Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from app.auth.scopes import Scope
 from app.keys.runtime import KeysRuntime
@@ -66,7 +66,7 @@ class KeyController(Controller):
         self,
         request: Request,
         key_id: FromPath[str],
-        days: Annotated[int, Parameter(ge=1, le=366, query="days")] = 30,
+        days: Annotated[int, QueryParameter(ge=1, le=366)] = 30,
     ) -> KeyUsage:
         """Totals and a per-day series (UTC) over the last `days` days; also accepts an Epistula hotkey."""
         runtime = _runtime(request)
