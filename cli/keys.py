@@ -52,6 +52,14 @@ def _usage_error(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _print_table(table: Any) -> None:
+    # Piped output has no terminal width; Rich would squeeze to 80 columns and cut ids and scopes.
+    from rich.console import Console
+
+    console = out_console if out_console.is_terminal else Console(width=200)
+    console.print(table)
+
+
 def _print_json(value: Any) -> None:
     import msgspec
 
@@ -66,23 +74,21 @@ def _table(keys: list[KeyInfo]) -> None:
     from rich.table import Table
 
     table = Table(title=None)
-    for column in ("id", "name", "status", "scopes", "rpm", "tpm", "expires", "last used", "created"):
-        # Ids and dates are copied from here: never wrap or cut them.
-        table.add_column(column, no_wrap=column in ("id", "expires", "last used", "created"))
+    # Ids, scopes and dates are read and copied from here: fold long cells, never cut them with an ellipsis.
+    for column in ("id", "name", "status", "scopes", "rpm/tpm", "expires", "last used"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("id", "expires", "last used"))
     for key in keys:
         style = {"active": "green", "expired": "yellow", "revoked": "red"}[key.status]
         table.add_row(
             key.id,
             key.name,
             f"[{style}]{key.status}[/{style}]",
-            ", ".join(key.scopes),
-            str(key.rpm or "-"),
-            str(key.tpm or "-"),
+            "\n".join(key.scopes),
+            f"{key.rpm or '-'}/{key.tpm or '-'}",
             _when(key.expires_at),
             _when(key.last_used_at),
-            _when(key.created_at),
         )
-    out_console.print(table)
+    _print_table(table)
 
 
 @app.command()
@@ -213,4 +219,4 @@ def usage(
         str(totals.prompt_tokens),
         str(totals.completion_tokens),
     )
-    out_console.print(table)
+    _print_table(table)
