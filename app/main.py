@@ -60,7 +60,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_app_init=[keep_settings],
         lifespan=[database_ready, keys_lifespan(db_config.get_engine())],
         guards=[authorize],
-        middleware=[request_id_middleware, http_metrics_middleware_factory(settings.app_name), usage_middleware],
+        middleware=[
+            request_id_middleware,
+            http_metrics_middleware_factory(settings.app_name),
+            usage_middleware,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_body_size,

@@ -23,7 +23,7 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
 
-from app.auth.scopes import Scope
+from app.auth.scopes import Scope as AuthScope
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 HTTP_LABELS = ("method", "path", "status_code", "app_name")
@@ -104,7 +104,7 @@ def http_metrics_middleware_factory(app_name: str):  # type: ignore[no-untyped-d
     "/metrics",
     include_in_schema=False,
     sync_to_thread=False,
-    opt={"scope": Scope.METRICS_READ, "metrics_token": True},
+    opt={"scope": AuthScope.METRICS_READ, "metrics_token": True},
 )
 def metrics_endpoint() -> Response[bytes]:
     """Prometheus metrics: `Authorization: Bearer` with PYLON_METRICS_TOKEN or a key with `metrics:read`."""

@@ -255,14 +255,18 @@ def _validate_keys(settings: Settings) -> None:
     keys, epistula = settings.keys, settings.epistula
     for name in ("sync_interval", "usage_flush_interval", "cache_ttl", "rate_window"):
         if getattr(keys, name) <= 0:
-            raise SettingsError(f"PYLON_KEYS_{name.upper()}: expected seconds above 0, got {getattr(keys, name)}")
+            raise SettingsError(
+                f"PYLON_KEYS_{name.upper()}: expected seconds above 0, got {getattr(keys, name)}"
+            )
     for name in ("usage_batch_size", "usage_buffer_max"):
         if getattr(keys, name) < 1:
             raise SettingsError(f"PYLON_KEYS_{name.upper()}: expected at least 1, got {getattr(keys, name)}")
     if epistula.window <= 0:
         raise SettingsError(f"PYLON_EPISTULA_WINDOW: expected seconds above 0, got {epistula.window}")
     if epistula.replay_capacity < 1:
-        raise SettingsError(f"PYLON_EPISTULA_REPLAY_CAPACITY: expected at least 1, got {epistula.replay_capacity}")
+        raise SettingsError(
+            f"PYLON_EPISTULA_REPLAY_CAPACITY: expected at least 1, got {epistula.replay_capacity}"
+        )
     if epistula.min_stake < 0:
         raise SettingsError(f"PYLON_EPISTULA_MIN_STAKE: expected 0 or more, got {epistula.min_stake}")
     if epistula.netuid is not None and epistula.netuid < 0:

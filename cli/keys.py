@@ -95,10 +95,16 @@ def _table(keys: list[KeyInfo]) -> None:
 @handle_errors
 def create(
     name: Annotated[str, typer.Option("--name", help="What the key is for.")],
-    scope: Annotated[list[str], typer.Option("--scope", help="A scope (repeat): neurons:read, inference, ...")],
+    scope: Annotated[
+        list[str], typer.Option("--scope", help="A scope (repeat): neurons:read, inference, ...")
+    ],
     identity: Annotated[str | None, typer.Option(help="Wallet identity the key may use.")] = None,
-    netuid: Annotated[list[int] | None, typer.Option("--netuid", help="Allowed netuid (repeat); default any.")] = None,
-    model: Annotated[list[str] | None, typer.Option("--model", help="Allowed model (repeat); default any.")] = None,
+    netuid: Annotated[
+        list[int] | None, typer.Option("--netuid", help="Allowed netuid (repeat); default any.")
+    ] = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="Allowed model (repeat); default any.")
+    ] = None,
     rpm: Annotated[int | None, typer.Option(help="Requests per minute.", min=1)] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute.", min=1)] = None,
     expires: Annotated[str | None, typer.Option(help="Lifetime such as 30d, 12h, 2w.")] = None,
@@ -140,7 +146,9 @@ def create(
     if json_output:
         _print_json(created)
         return
-    err_console.print(f"created key [bold]{created.id}[/bold] ({created.name}); the secret is shown only now:")
+    err_console.print(
+        f"created key [bold]{created.id}[/bold] ({created.name}); the secret is shown only now:"
+    )
     out_console.print(created.key, highlight=False, soft_wrap=True)
 
 
@@ -209,7 +217,11 @@ def usage(
         table.add_column(column, justify="right" if column != "day" else "left")
     for day in report.days:
         table.add_row(
-            str(day.day), str(day.requests), str(day.errors), str(day.prompt_tokens), str(day.completion_tokens)
+            str(day.day),
+            str(day.requests),
+            str(day.errors),
+            str(day.prompt_tokens),
+            str(day.completion_tokens),
         )
     totals = report.totals
     table.add_row(

@@ -7,6 +7,7 @@ Create Date: 2026-11-23
 
 import sqlalchemy as sa
 from advanced_alchemy.types import DateTimeUTC
+
 from alembic import op
 
 revision = "0002"

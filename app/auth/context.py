@@ -17,7 +17,7 @@ PrincipalKind = Literal["api_key", "admin_token", "metrics_token", "epistula"]
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
-    """Who is calling: an API key, the bootstrap admin or metrics token, or a validator signing with Epistula."""
+    """Who is calling: an API key, the admin or metrics token, or a validator signing with Epistula."""
 
     kind: PrincipalKind
     # The key's public id, "admin", "metrics", or the signer's ss58 hotkey.

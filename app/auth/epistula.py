@@ -93,7 +93,7 @@ def sign_request(
     request_uuid: str | None = None,
     timestamp_ms: int | None = None,
 ) -> dict[str, str]:
-    """Epistula v2 headers for `body`, signed by `keypair` (a bittensor_wallet Keypair or a wallet's hotkey)."""
+    """Epistula v2 headers for `body`, signed by `keypair` (a bittensor_wallet Keypair or wallet.hotkey)."""
     request_uuid = request_uuid or str(uuid_module.uuid4())
     timestamp_ms = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
     signature = keypair.sign(signed_message(body, request_uuid, timestamp_ms, signed_for).encode())
@@ -179,7 +179,9 @@ class EpistulaVerifier:
     async def verify(self, headers: Mapping[str, str], body: bytes, directory: HotkeyDirectory) -> str:
         """Return the signer's hotkey, or raise a 400/401/403/429 that says what is wrong."""
         if not self.own_hotkey:
-            raise NotAuthorizedException("Epistula is not enabled on this Pylon (PYLON_EPISTULA_HOTKEY is unset)")
+            raise NotAuthorizedException(
+                "Epistula is not enabled on this Pylon (PYLON_EPISTULA_HOTKEY is unset)"
+            )
         version = headers.get(H_VERSION)
         if version != VERSION:
             raise ClientException(f"unsupported Epistula-Version {version!r}: only version 2 is accepted")
@@ -204,7 +206,8 @@ class EpistulaVerifier:
         keypair = self.keypair(signed_by)
         if signed_for != self.own_hotkey:
             raise NotAuthorizedException(
-                "request was signed for another hotkey", extra={"signed_for": signed_for, "expected": self.own_hotkey}
+                "request was signed for another hotkey",
+                extra={"signed_for": signed_for, "expected": self.own_hotkey},
             )
         now = self.clock()
         skew = now - timestamp / 1000
@@ -221,7 +224,9 @@ class EpistulaVerifier:
         if info is None or not info.registered:
             raise PermissionDeniedException(f"hotkey {signed_by} is not registered on netuid {self.netuid}")
         if self.require_validator_permit and not info.validator_permit:
-            raise PermissionDeniedException(f"hotkey {signed_by} has no validator permit on netuid {self.netuid}")
+            raise PermissionDeniedException(
+                f"hotkey {signed_by} has no validator permit on netuid {self.netuid}"
+            )
         if info.stake < self.min_stake:
             raise PermissionDeniedException(
                 f"hotkey {signed_by} stakes {info.stake:g}, below the minimum of {self.min_stake:g}"

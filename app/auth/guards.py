@@ -86,7 +86,9 @@ async def _authenticate(connection: ASGIConnection, handler: BaseRouteHandler) -
             raise _unauthorized("malformed", "Epistula signatures are only accepted on HTTP requests")
         body = await connection.body()
         try:
-            hotkey = await state.keys_runtime.epistula.verify(connection.headers, body, state.hotkey_directory)
+            hotkey = await state.keys_runtime.epistula.verify(
+                connection.headers, body, state.hotkey_directory
+            )
         except Exception:
             AUTH_FAILURES.labels("epistula").inc()
             raise

@@ -74,7 +74,7 @@ class RateLimiter:
         return counter
 
     def acquire(self, key_id: str, rpm: int | None, tpm: int | None) -> tuple[str, int] | None:
-        """Count one request; or, when a budget is spent, return which (`rpm`/`tpm`) and Retry-After seconds."""
+        """Count one request; or, when a budget is spent, return which (`rpm`/`tpm`) and Retry-After."""
         now = self.clock()
         counter = self._counter(key_id, self.window_index(now))
         if rpm is not None and counter.requests >= self.per_window(rpm):
@@ -107,7 +107,8 @@ class RateLimiter:
                     {"key_id": key_id, "window": window, "requests": requests, "tokens": tokens}
                     for (key_id, window), (requests, tokens) in pushed.items()
                 ]
-                insert = postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+                dialect = session.get_bind().dialect.name
+                insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
                 statement = insert(RateWindow).values(rows)
                 statement = statement.on_conflict_do_update(
                     index_elements=[RateWindow.key_id, RateWindow.window],

@@ -32,9 +32,7 @@ class KeyController(Controller):
         return created
 
     @get("/")
-    async def list_keys(
-        self, request: Request, include_revoked: FromQuery[bool] = True
-    ) -> list[KeyInfo]:
+    async def list_keys(self, request: Request, include_revoked: FromQuery[bool] = True) -> list[KeyInfo]:
         """Every key (never a secret), oldest first."""
         async with _runtime(request).sessions() as session:
             return await KeyService(session).list(include_revoked=include_revoked)
@@ -47,7 +45,7 @@ class KeyController(Controller):
 
     @patch("/{key_id:str}")
     async def update_key(self, request: Request, key_id: FromPath[str], data: JSONBody[KeyUpdate]) -> KeyInfo:
-        """Change a key's name, limits or expiry; fields left out stay, `null` clears a limit or the expiry."""
+        """Change a key's name, limits or expiry; omitted fields stay, `null` clears a limit or the expiry."""
         async with _runtime(request).sessions() as session:
             info = await KeyService(session).update(key_id, data)
         _runtime(request).changed(key_id)

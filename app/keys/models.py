@@ -9,7 +9,7 @@ from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import JSON, BigInteger, Date, Float, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-# Lists are plain JSON: advanced-alchemy's JsonB breaks on SQLAlchemy 2.1 (util.portable_instancemethod is gone).
+# Lists are plain JSON: advanced-alchemy's JsonB breaks on SQLAlchemy 2.1 (no util.portable_instancemethod).
 
 # SQLite only autoincrements an `INTEGER PRIMARY KEY`; PostgreSQL gets a 64-bit identity.
 AutoId = BigInteger().with_variant(Integer(), "sqlite")

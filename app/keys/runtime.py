@@ -1,6 +1,7 @@
-"""The per-process side of keys: cache, rate limiter, usage buffer, Epistula verifier and their background sync.
+"""The per-process side of keys: cache, rate limiter, usage buffer, Epistula verifier, background sync.
 
-One `KeysRuntime` lives on `app.state.keys_runtime` in each worker. Its sync task, every `PYLON_KEYS_SYNC_INTERVAL`:
+One `KeysRuntime` lives on `app.state.keys_runtime` in each worker. Its sync task, every
+`PYLON_KEYS_SYNC_INTERVAL`:
 - reads new rows of the change feed and drops those keys from the cache (revocation, expiry and limit
   changes made by another worker, another instance or the CLI take effect within about one interval);
 - pushes this process's rate counts and pulls the totals of all processes (see app/auth/ratelimit.py).
@@ -14,6 +15,7 @@ import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+
 import structlog
 from litestar import Litestar
 from sqlalchemy import delete, func, select
@@ -44,7 +46,9 @@ class KeysRuntime:
         self.cache = KeyCache(self._load, ttl=settings.keys.cache_ttl)
         self.limiter = RateLimiter(window=settings.keys.rate_window)
         self.usage = UsageRecorder(
-            self.sessions, batch_size=settings.keys.usage_batch_size, buffer_max=settings.keys.usage_buffer_max
+            self.sessions,
+            batch_size=settings.keys.usage_batch_size,
+            buffer_max=settings.keys.usage_buffer_max,
         )
         self.epistula = EpistulaVerifier(settings.epistula, default_netuid=settings.chain.netuid)
         self._last_change_id = 0
@@ -90,7 +94,9 @@ class KeysRuntime:
             await session.commit()
         self._last_poll_ok = asyncio.get_running_loop().time()
         self._tasks = [
-            asyncio.create_task(self._every(self.settings.keys.sync_interval, self.sync_once), name="keys_sync"),
+            asyncio.create_task(
+                self._every(self.settings.keys.sync_interval, self.sync_once), name="keys_sync"
+            ),
             asyncio.create_task(self._flush_loop(), name="keys_usage_flush"),
         ]
 
@@ -122,7 +128,9 @@ class KeysRuntime:
             try:
                 await self.usage.flush()
             except Exception as exc:
-                log.warning("usage_flush_failed", error=f"{type(exc).__name__}: {exc}", buffered=len(self.usage))
+                log.warning(
+                    "usage_flush_failed", error=f"{type(exc).__name__}: {exc}", buffered=len(self.usage)
+                )
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -137,11 +145,13 @@ class KeysRuntime:
             await self.limiter.sync(self.sessions)
             log.info("keys_shutdown_flushed", usage_rows=written)
         except Exception as exc:
-            log.error("keys_shutdown_flush_failed", error=f"{type(exc).__name__}: {exc}", lost=len(self.usage))
+            log.error(
+                "keys_shutdown_flush_failed", error=f"{type(exc).__name__}: {exc}", lost=len(self.usage)
+            )
 
 
 def keys_lifespan(engine: AsyncEngine) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
-    """The lifespan hook: a KeysRuntime on `app.state.keys_runtime`, a hotkey directory unless one is set already."""
+    """The lifespan hook: a KeysRuntime on `app.state.keys_runtime`; a hotkey directory unless one is set."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

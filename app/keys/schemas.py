@@ -45,9 +45,9 @@ class KeyUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Fields to change; a field left out stays, `null` clears a limit or the expiry."""
 
     name: Name | UnsetType = UNSET
-    rpm: PerMinute | None | UnsetType = UNSET
-    tpm: PerMinute | None | UnsetType = UNSET
-    expires_at: dt.datetime | None | UnsetType = UNSET
+    rpm: PerMinute | UnsetType | None = UNSET
+    tpm: PerMinute | UnsetType | None = UNSET
+    expires_at: dt.datetime | UnsetType | None = UNSET
     expires_in: Duration | UnsetType = UNSET
 
 

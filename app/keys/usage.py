@@ -78,7 +78,9 @@ class UsageRecorder:
         last_used: dict[str, dt.datetime] = {}
         for row in rows:
             if row["kind"] == "api_key":
-                last_used[row["key_id"]] = max(row["created_at"], last_used.get(row["key_id"], row["created_at"]))
+                last_used[row["key_id"]] = max(
+                    row["created_at"], last_used.get(row["key_id"], row["created_at"])
+                )
         async with self._sessions() as session:
             for start in range(0, len(rows), self.batch_size):
                 await session.execute(insert(UsageRecord), rows[start : start + self.batch_size])
@@ -103,7 +105,7 @@ def usage_row(scope: Scope, status: int, latency: float) -> dict[str, Any] | Non
         "kind": principal.kind,
         "day": now.date(),
         "created_at": now,
-        "method": scope["method"],
+        "method": scope.get("method", ""),
         "route": scope.get("path_template") or "<unmatched>",
         "status": status,
         "latency_ms": round(latency * 1000, 3),

@@ -17,7 +17,13 @@ from litestar.params import JSONBody
 from litestar.testing import AsyncTestClient
 
 from app.auth.context import principal_of
-from app.auth.epistula import EpistulaVerifier, HotkeyInfo, StaticHotkeyDirectory, sign_request, signed_message
+from app.auth.epistula import (
+    EpistulaVerifier,
+    HotkeyInfo,
+    StaticHotkeyDirectory,
+    sign_request,
+    signed_message,
+)
 from app.auth.scopes import Scope
 from app.settings import EpistulaSettings, Settings
 from tests.keys.helpers import ADMIN, bearer, create_key, make_wallet
@@ -64,7 +70,13 @@ DIRECTORY = FakeDirectory({VALIDATOR.ss58_address: HotkeyInfo(validator_permit=T
 
 
 def signed(body: bytes, clock: Clock, keypair: Keypair = VALIDATOR, **kwargs: Any) -> dict[str, str]:
-    headers = sign_request(keypair, body, kwargs.pop("signed_for", PYLON.ss58_address), timestamp_ms=int(clock.now * 1000), **kwargs)
+    headers = sign_request(
+        keypair,
+        body,
+        kwargs.pop("signed_for", PYLON.ss58_address),
+        timestamp_ms=int(clock.now * 1000),
+        **kwargs,
+    )
     return {k.lower(): v for k, v in headers.items()}
 
 
@@ -90,7 +102,9 @@ async def test_signature_from_a_wallet_on_disk(tmp_path: Path, clock: Clock) -> 
     assert await verifier(clock).verify(headers, body, directory) == wallet.hotkey.ss58_address
 
 
-async def expect(status: int, fragment: str, clock: Clock, headers: dict[str, str], body: bytes, **kw: Any) -> None:
+async def expect(
+    status: int, fragment: str, clock: Clock, headers: dict[str, str], body: bytes, **kw: Any
+) -> None:
     with pytest.raises(HTTPException) as caught:
         await verifier(clock, **kw).verify(headers, body, DIRECTORY)
     assert caught.value.status_code == status, caught.value.detail
@@ -104,12 +118,18 @@ async def test_tampered_body_is_refused(clock: Clock) -> None:
 
 async def test_tampered_headers_are_refused(clock: Clock) -> None:
     headers = signed(b"{}", clock)
-    await expect(401, "signature does not match", clock, {**headers, "epistula-uuid": str(uuid.uuid4())}, b"{}")
+    await expect(
+        401, "signature does not match", clock, {**headers, "epistula-uuid": str(uuid.uuid4())}, b"{}"
+    )
     later = str(int(headers["epistula-timestamp"]) + 1)
     await expect(401, "signature does not match", clock, {**headers, "epistula-timestamp": later}, b"{}")
     # Someone else claiming the signature.
     await expect(
-        401, "signature does not match", clock, {**headers, "epistula-signed-by": STRANGER.ss58_address}, b"{}"
+        401,
+        "signature does not match",
+        clock,
+        {**headers, "epistula-signed-by": STRANGER.ss58_address},
+        b"{}",
     )
 
 
@@ -260,10 +280,18 @@ async def signed_client(epistula_settings: Settings) -> Any:
 async def test_route_accepts_a_signature_and_reads_the_same_body(signed_client: AsyncTestClient) -> None:
     body = json.dumps({"model": "m", "messages": []}).encode()
     headers = sign_request(VALIDATOR, body, PYLON.ss58_address)
-    response = await signed_client.post("/test/signed", content=body, headers={**headers, "content-type": "application/json"})
+    response = await signed_client.post(
+        "/test/signed", content=body, headers={**headers, "content-type": "application/json"}
+    )
     assert response.status_code == 200, response.text
-    assert response.json() == {"kind": "epistula", "id": VALIDATOR.ss58_address, "echo": {"model": "m", "messages": []}}
-    replay = await signed_client.post("/test/signed", content=body, headers={**headers, "content-type": "application/json"})
+    assert response.json() == {
+        "kind": "epistula",
+        "id": VALIDATOR.ss58_address,
+        "echo": {"model": "m", "messages": []},
+    }
+    replay = await signed_client.post(
+        "/test/signed", content=body, headers={**headers, "content-type": "application/json"}
+    )
     assert replay.status_code == 401 and "replayed" in replay.json()["detail"]
     tampered = sign_request(VALIDATOR, body, PYLON.ss58_address)
     response = await signed_client.post("/test/signed", content=body + b" ", headers=tampered)

@@ -23,7 +23,9 @@ def test_minted_keys_differ() -> None:
 
 def test_only_the_sha256_of_the_secret_is_kept() -> None:
     minted = mint_key()
-    assert minted.secret_hash == hashlib.sha256(minted.secret.encode()).hexdigest() == hash_secret(minted.secret)
+    assert (
+        minted.secret_hash == hashlib.sha256(minted.secret.encode()).hexdigest() == hash_secret(minted.secret)
+    )
     assert minted.secret not in minted.secret_hash
 
 

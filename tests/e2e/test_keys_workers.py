@@ -22,7 +22,9 @@ def fresh_get(server: LiveServer, path: str, token: str) -> httpx.Response:
 
 
 def create_key(server: LiveServer, **fields: Any) -> dict[str, Any]:
-    response = httpx.post(f"{server.url}/api/v1/keys", json={"name": "e2e", **fields}, headers=ADMIN, timeout=5)
+    response = httpx.post(
+        f"{server.url}/api/v1/keys", json={"name": "e2e", **fields}, headers=ADMIN, timeout=5
+    )
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -41,7 +43,9 @@ def pylon_cli(server: LiveServer, *args: str) -> str:
     return result.stdout
 
 
-def test_revocation_by_another_process_reaches_every_worker(live_server_factory: Callable[..., LiveServer]) -> None:
+def test_revocation_by_another_process_reaches_every_worker(
+    live_server_factory: Callable[..., LiveServer],
+) -> None:
     server = live_server_factory().start("--workers", "2")
     created = create_key(server, scopes=["metrics:read"])
     # Warm both workers' caches.

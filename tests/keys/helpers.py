@@ -17,7 +17,9 @@ def bearer(token: str) -> dict[str, str]:
 
 async def create_key(client: AsyncTestClient, scopes: list[str], **fields: Any) -> dict[str, Any]:
     """Create a key through the admin API; returns the response body (with `key`, the secret)."""
-    response = await client.post("/api/v1/keys", json={"name": "test", "scopes": scopes, **fields}, headers=ADMIN)
+    response = await client.post(
+        "/api/v1/keys", json={"name": "test", "scopes": scopes, **fields}, headers=ADMIN
+    )
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body

@@ -99,7 +99,9 @@ async def test_patch_changes_limits_name_and_expiry(client: AsyncTestClient) -> 
     key = bearer(created["key"])
     assert (await client.get("/metrics", headers=key)).status_code == 200
     assert (await client.get("/metrics", headers=key)).status_code == 429
-    patched = await client.patch(f"/api/v1/keys/{created['id']}", json={"rpm": None, "name": "n2"}, headers=ADMIN)
+    patched = await client.patch(
+        f"/api/v1/keys/{created['id']}", json={"rpm": None, "name": "n2"}, headers=ADMIN
+    )
     assert patched.status_code == 200
     assert patched.json()["rpm"] is None and patched.json()["name"] == "n2"
     assert (await client.get("/metrics", headers=key)).status_code == 200
@@ -126,7 +128,9 @@ async def test_unknown_ids_are_404(client: AsyncTestClient) -> None:
     assert response.status_code == 404
 
 
-async def test_key_is_verified_from_memory_after_the_first_lookup(app: Litestar, client: AsyncTestClient) -> None:
+async def test_key_is_verified_from_memory_after_the_first_lookup(
+    app: Litestar, client: AsyncTestClient
+) -> None:
     created = await create_key(client, ["metrics:read"])
     runtime = app.state.keys_runtime
     loads = 0

@@ -19,7 +19,10 @@ from tests.keys.helpers import bearer
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def cli_env(request: pytest.FixtureRequest, tmp_path: Any) -> dict[str, str]:
-    env = {"PYLON_ENV_FILE": str(PROJECT_ROOT / "envs" / "test.env"), "PYLON_DATA_DIR": str(tmp_path / "data")}
+    env = {
+        "PYLON_ENV_FILE": str(PROJECT_ROOT / "envs" / "test.env"),
+        "PYLON_DATA_DIR": str(tmp_path / "data"),
+    }
     if request.param == "postgres":
         env["PYLON_DB_URL"] = request.getfixturevalue("postgres_url")
     return env
@@ -45,13 +48,28 @@ async def call(settings: Settings, path: str, token: str, times: int = 1) -> lis
 def test_keys_cli_end_to_end(cli_env: dict[str, str]) -> None:
     settings = settings_of(cli_env)
     migrate(settings)
-    secret = pylon(cli_env, "keys", "create", "--name", "ops", "--scope", "keys:admin", "--rpm", "100").strip()
+    secret = pylon(
+        cli_env, "keys", "create", "--name", "ops", "--scope", "keys:admin", "--rpm", "100"
+    ).strip()
     assert secret.startswith("pylon_") and "\n" not in secret
     created = json.loads(
         pylon(
             cli_env,
-            "keys", "create", "--name", "metrics", "--scope", "metrics:read", "--netuid", "3", "--model", "m",
-            "--tpm", "1000", "--expires", "30d", "--json",
+            "keys",
+            "create",
+            "--name",
+            "metrics",
+            "--scope",
+            "metrics:read",
+            "--netuid",
+            "3",
+            "--model",
+            "m",
+            "--tpm",
+            "1000",
+            "--expires",
+            "30d",
+            "--json",
         )
     )
     assert created["key"].startswith(f"pylon_{created['id']}_")

@@ -1,4 +1,4 @@
-"""Rate limits: 429 with Retry-After, recovery in the next window, tokens, and counts shared via the database."""
+"""Rate limits: 429 with Retry-After, recovery in the next window, tokens, counts shared via the database."""
 
 from __future__ import annotations
 

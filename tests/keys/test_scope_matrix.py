@@ -44,7 +44,9 @@ def test_every_route_declares_a_scope_or_is_on_the_open_list(app: Litestar) -> N
             assert handler.opt.get("scope") in set(Scope), f"{method} {path} declares no known scope"
 
 
-async def test_unauthenticated_and_wrong_scope_calls_are_refused(app: Litestar, client: AsyncTestClient) -> None:
+async def test_unauthenticated_and_wrong_scope_calls_are_refused(
+    app: Litestar, client: AsyncTestClient
+) -> None:
     keys_without = {}
     for scope in Scope:
         others = [str(s) for s in Scope if s != scope]

@@ -65,7 +65,9 @@ async def stored_rows(settings: Settings) -> list[UsageRecord]:
 @pytest.fixture
 def lazy_flush_settings(settings_factory: Any) -> Settings:
     """Flushes only when asked, at a batch of 5, or on shutdown."""
-    settings: Settings = settings_factory(PYLON_KEYS_USAGE_FLUSH_INTERVAL="600", PYLON_KEYS_USAGE_BATCH_SIZE="5")
+    settings: Settings = settings_factory(
+        PYLON_KEYS_USAGE_FLUSH_INTERVAL="600", PYLON_KEYS_USAGE_BATCH_SIZE="5"
+    )
     migrate(settings)
     return settings
 
