@@ -54,6 +54,9 @@ class KeysRuntime:
         self._last_change_id = 0
         self._handled_changes: set[int] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        # Loops check this too: on Python 3.11 `wait_for` can swallow a cancel that races with its inner
+        # wait finishing (an event set just then), which would leave a cancelled loop running forever.
+        self._stopping = False
         # Event-loop time of the last successful change poll (set in start()).
         self._last_poll_ok = 0.0
 
@@ -116,13 +119,13 @@ class KeysRuntime:
             log.warning("rate_limit_sync_failed", error=f"{type(exc).__name__}: {exc}")
 
     async def _every(self, interval: float, step: Callable[[], Awaitable[None]]) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(interval)
             await step()
 
     async def _flush_loop(self) -> None:
         interval = self.settings.keys.usage_flush_interval
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.usage.batch_ready.wait(), timeout=interval)
             try:
@@ -133,11 +136,11 @@ class KeysRuntime:
                 )
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
         self._tasks = []
         # A clean shutdown loses nothing: the last usage rows and rate counts are written.
         try:
