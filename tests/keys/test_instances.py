@@ -1,4 +1,4 @@
-"""Two Pylon instances on one PostgreSQL database: a revocation and rate counts made in one reach the other."""
+"""Two Pylon instances on one PostgreSQL database: revocations and rate counts made in one reach the other."""
 
 from __future__ import annotations
 
