@@ -18,6 +18,9 @@ from app.chain.lifespan import chain_lifespan
 from app.db import alchemy_config
 from app.errors import EXCEPTION_HANDLERS
 from app.health import database_check, health, ready, ready_checks
+from app.keys.controller import KeyController
+from app.keys.runtime import keys_lifespan
+from app.keys.usage import usage_middleware
 from app.logging import configure_logging, request_id_middleware
 from app.metrics import http_metrics_middleware_factory, metrics_endpoint
 from app.neurons.controller import neurons_router
@@ -58,12 +61,22 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return app_config
 
     return Litestar(
-        route_handlers=[health, ready, metrics_endpoint, neurons_router, WeightsController],
+        route_handlers=[health, ready, metrics_endpoint, neurons_router, WeightsController, KeyController],
         plugins=[SQLAlchemyPlugin(config=db_config)],
         on_app_init=[keep_settings],
-        lifespan=[database_ready, chain_lifespan, weights_lifespan(db_config.get_engine())],
+        lifespan=[
+            database_ready,
+            # The chain first: it provides the metagraph the keys runtime checks Epistula signers against.
+            chain_lifespan,
+            keys_lifespan(db_config.get_engine()),
+            weights_lifespan(db_config.get_engine()),
+        ],
         guards=[authorize],
-        middleware=[request_id_middleware, http_metrics_middleware_factory(settings.app_name)],
+        middleware=[
+            request_id_middleware,
+            http_metrics_middleware_factory(settings.app_name),
+            usage_middleware,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_body_size,

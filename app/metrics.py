@@ -8,11 +8,9 @@ samples to memory-mapped files there and `/metrics` adds up all workers' files, 
 from __future__ import annotations
 
 import os
-import secrets
 import time
 
-from litestar import Request, Response, get
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar import Response, get
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -24,6 +22,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
+
+from app.auth.scopes import Scope as AuthScope
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 HTTP_LABELS = ("method", "path", "status_code", "app_name")
@@ -100,16 +100,12 @@ def http_metrics_middleware_factory(app_name: str):  # type: ignore[no-untyped-d
     return http_metrics_middleware
 
 
-def _check_metrics_token(request: Request, expected: str) -> None:
-    if not expected:
-        raise PermissionDeniedException("metrics are disabled: set PYLON_METRICS_TOKEN to enable /metrics")
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(token.encode(), expected.encode()):
-        raise NotAuthorizedException("a valid 'Authorization: Bearer <PYLON_METRICS_TOKEN>' header is required")
-
-
-@get("/metrics", include_in_schema=False, sync_to_thread=False, opt={"open": "guarded by PYLON_METRICS_TOKEN"})
-def metrics_endpoint(request: Request) -> Response[bytes]:
-    """Prometheus metrics, behind `Authorization: Bearer <PYLON_METRICS_TOKEN>`."""
-    _check_metrics_token(request, request.app.state.settings.auth.metrics_token)
+@get(
+    "/metrics",
+    include_in_schema=False,
+    sync_to_thread=False,
+    opt={"scope": AuthScope.METRICS_READ, "metrics_token": True},
+)
+def metrics_endpoint() -> Response[bytes]:
+    """Prometheus metrics: `Authorization: Bearer` with PYLON_METRICS_TOKEN or a key with `metrics:read`."""
     return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)

@@ -67,6 +67,39 @@ class AuthSettings(Section, frozen=True, kw_only=True):
     metrics_token: str = ""
 
 
+class KeysSettings(Section, frozen=True, kw_only=True):
+    env_prefix: ClassVar[str] = "PYLON_KEYS_"
+    # Seconds between polls of the key change feed and syncs of rate counters with the database: how long
+    # a revocation made elsewhere (another worker, instance or the CLI) can go unnoticed.
+    sync_interval: float = 1.0
+    # Seconds between usage batch writes; a batch is also written early once it holds `usage_batch_size` rows.
+    usage_flush_interval: float = 2.0
+    usage_batch_size: int = 500
+    # Rows kept in memory while the database is unreachable; the oldest are dropped (and logged) beyond it.
+    usage_buffer_max: int = 100_000
+    # A cached key is re-read after this many seconds even if no change was seen (a safety net).
+    cache_ttl: float = 60.0
+    # Length of one rate-limit window in seconds; rpm/tpm limits are scaled to it. Keep 60 in production.
+    rate_window: float = 60.0
+
+
+class EpistulaSettings(Section, frozen=True, kw_only=True):
+    env_prefix: ClassVar[str] = "PYLON_EPISTULA_"
+    # This Pylon's ss58 hotkey: requests must be signed for it. Empty disables Epistula.
+    hotkey: str = ""
+    # Callers must be registered on this subnet; None means PYLON_NETUID.
+    netuid: int | None = None
+    # Accepted clock difference in seconds, in either direction; a uuid is remembered for twice as long.
+    window: float = 8.0
+    require_validator_permit: bool = False
+    min_stake: float = 0.0
+    # Static hotkey directory until the metagraph cache is plugged in: `ss58` or `ss58:stake` entries,
+    # each registered with a validator permit.
+    hotkeys: list[str] = msgspec.field(default_factory=list)
+    # Most (signed_by, uuid) pairs remembered at once; beyond it new signed requests get 429.
+    replay_capacity: int = 100_000
+
+
 class LoggingSettings(Section, frozen=True, kw_only=True):
     env_prefix: ClassVar[str] = "PYLON_LOG_"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -129,6 +162,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     chain: ChainSettings = msgspec.field(default_factory=ChainSettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    keys: KeysSettings = msgspec.field(default_factory=KeysSettings)
+    epistula: EpistulaSettings = msgspec.field(default_factory=EpistulaSettings)
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
     wallet: WalletSettings = msgspec.field(default_factory=WalletSettings)
     weights: WeightsSettings = msgspec.field(default_factory=WeightsSettings)
@@ -319,6 +354,38 @@ def validate(settings: Settings) -> None:
         raise SettingsError(f"PYLON_WEIGHTS_COALESCE_SECONDS: expected >= 0, got {weights.coalesce_seconds}")
     if weights.lease_margin < 0:
         raise SettingsError(f"PYLON_WEIGHTS_LEASE_MARGIN: expected >= 0 seconds, got {weights.lease_margin}")
+    _validate_keys(settings)
+
+
+def _validate_keys(settings: Settings) -> None:
+    keys, epistula = settings.keys, settings.epistula
+    for name in ("sync_interval", "usage_flush_interval", "cache_ttl", "rate_window"):
+        if getattr(keys, name) <= 0:
+            raise SettingsError(
+                f"PYLON_KEYS_{name.upper()}: expected seconds above 0, got {getattr(keys, name)}"
+            )
+    for name in ("usage_batch_size", "usage_buffer_max"):
+        if getattr(keys, name) < 1:
+            raise SettingsError(f"PYLON_KEYS_{name.upper()}: expected at least 1, got {getattr(keys, name)}")
+    if epistula.window <= 0:
+        raise SettingsError(f"PYLON_EPISTULA_WINDOW: expected seconds above 0, got {epistula.window}")
+    if epistula.replay_capacity < 1:
+        raise SettingsError(
+            f"PYLON_EPISTULA_REPLAY_CAPACITY: expected at least 1, got {epistula.replay_capacity}"
+        )
+    if epistula.min_stake < 0:
+        raise SettingsError(f"PYLON_EPISTULA_MIN_STAKE: expected 0 or more, got {epistula.min_stake}")
+    if epistula.netuid is not None and epistula.netuid < 0:
+        raise SettingsError(f"PYLON_EPISTULA_NETUID: expected a netuid of 0 or more, got {epistula.netuid}")
+    for entry in epistula.hotkeys:
+        _, sep, stake = entry.partition(":")
+        if sep:
+            try:
+                float(stake)
+            except ValueError:
+                raise SettingsError(
+                    f"PYLON_EPISTULA_HOTKEYS: expected `ss58` or `ss58:stake` entries, got {entry!r}"
+                ) from None
 
 
 def mask_url(url: str) -> str:

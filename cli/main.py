@@ -11,6 +11,7 @@ from cli import chain_metadata
 from cli import config as config_commands
 from cli import db as db_commands
 from cli import weights as weights_commands
+from cli import keys as keys_commands
 from cli.errors import out_console, state
 from cli.localnet import localnet
 from cli.post_ip import post_ip
@@ -50,6 +51,7 @@ app.add_typer(chain_commands.app, name="chain")
 app.command()(localnet)
 app.command(name="post-ip")(post_ip)
 app.add_typer(weights_commands.app, name="weights")
+app.add_typer(keys_commands.app, name="keys")
 
 
 if __name__ == "__main__":

@@ -13,14 +13,14 @@ import msgspec
 PRINCIPAL_KEY = "pylon_principal"
 USAGE_KEY = "pylon_usage"
 
-PrincipalKind = Literal["api_key", "admin_token", "epistula"]
+PrincipalKind = Literal["api_key", "admin_token", "metrics_token", "epistula"]
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
-    """Who is calling: an API key, the bootstrap admin token, or a validator signing with Epistula."""
+    """Who is calling: an API key, the admin or metrics token, or a validator signing with Epistula."""
 
     kind: PrincipalKind
-    # The key's public id, "admin", or the signer's ss58 hotkey.
+    # The key's public id, "admin", "metrics", or the signer's ss58 hotkey.
     id: str
     scopes: frozenset[str]
     # Wallet identity a key is bound to (weights); None means the default identity only.

@@ -1,23 +1,126 @@
 """The one guard every route passes through: it reads the route's declared scope.
 
 A route declares `opt={"scope": Scope.X}` or `opt={"open": "why"}`; a route that declares neither is
-refused, so a new route cannot ship unguarded.
+refused, so a new route cannot ship unguarded. Credentials, in order:
+- `Authorization: Bearer <credential>` (or `X-API-Key: <credential>`): `PYLON_ADMIN_TOKEN` (every scope),
+  `PYLON_METRICS_TOKEN` on routes with `opt["metrics_token"]`, or an API key `pylon_<id>_<secret>`;
+- Epistula v2 headers, only on routes with `opt["epistula"]` (the signer gets the `inference` scope).
+No or bad credentials: 401. A valid credential without the route's scope: 403 naming it. A key whose
+requests- or tokens-per-minute budget is spent: 429 with Retry-After.
 """
 
 from __future__ import annotations
 
-from litestar.connection import ASGIConnection
-from litestar.exceptions import PermissionDeniedException
-from litestar.handlers.base import BaseRouteHandler
+import secrets
+import time
+from typing import Any
 
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException, TooManyRequestsException
+from litestar.handlers.base import BaseRouteHandler
+from prometheus_client import Counter
+
+from app.auth.context import Principal, set_principal
+from app.auth.epistula import has_epistula_headers
+from app.auth.keys import CachedKey, parse_key
+from app.auth.scopes import Scope
 
 # The OpenAPI schema and Swagger UI are served by Litestar's own handlers, which carry no opt.
 OPEN_PATH_PREFIXES = ("/schema",)
+ALL_SCOPES = frozenset(str(scope) for scope in Scope)
+EPISTULA_SCOPES = frozenset({str(Scope.INFERENCE)})
+WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="pylon"'}
+
+AUTH_FAILURES = Counter("pylon_auth_failures_total", "Requests refused by the auth guard.", ("reason",))
+RATE_LIMITED = Counter("pylon_rate_limited_total", "Requests refused with 429 by a key's limit.", ("limit",))
+
+
+def _unauthorized(reason: str, detail: str) -> NotAuthorizedException:
+    AUTH_FAILURES.labels(reason).inc()
+    return NotAuthorizedException(detail, headers=WWW_AUTHENTICATE)
+
+
+def _credential(connection: ASGIConnection) -> str | None:
+    headers = connection.headers
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        raise _unauthorized("malformed", "the Authorization header must be 'Bearer <key>'")
+    return headers.get("x-api-key") or None
+
+
+def _matches(token: str, expected: str) -> bool:
+    return bool(expected) and secrets.compare_digest(token.encode(), expected.encode())
+
+
+async def _key(runtime: Any, token: str) -> CachedKey:
+    parsed = parse_key(token)
+    if parsed is None:
+        raise _unauthorized("malformed", "invalid credential: expected an API key 'pylon_<id>_<secret>'")
+    key_id, secret = parsed
+    cached = await runtime.cache.get(key_id)
+    if cached is None or not cached.matches(secret):
+        raise _unauthorized("unknown_key", "invalid API key")
+    if cached.revoked:
+        raise _unauthorized("revoked", f"API key {key_id} has been revoked")
+    if cached.expires_at is not None and cached.expires_at <= time.time():
+        raise _unauthorized("expired", f"API key {key_id} has expired")
+    return cached
+
+
+async def _authenticate(connection: ASGIConnection, handler: BaseRouteHandler) -> Principal | CachedKey:
+    state = connection.app.state
+    settings = state.settings
+    token = _credential(connection)
+    if token is not None:
+        if _matches(token, settings.auth.admin_token):
+            return Principal(kind="admin_token", id="admin", scopes=ALL_SCOPES)
+        if handler.opt.get("metrics_token") and _matches(token, settings.auth.metrics_token):
+            return Principal(kind="metrics_token", id="metrics", scopes=frozenset({str(Scope.METRICS_READ)}))
+        return await _key(state.keys_runtime, token)
+    if handler.opt.get("epistula") and has_epistula_headers(connection.headers):
+        if not isinstance(connection, Request):
+            raise _unauthorized("malformed", "Epistula signatures are only accepted on HTTP requests")
+        body = await connection.body()
+        try:
+            hotkey = await state.keys_runtime.epistula.verify(
+                connection.headers, body, state.hotkey_directory
+            )
+        except Exception:
+            AUTH_FAILURES.labels("epistula").inc()
+            raise
+        return Principal(kind="epistula", id=hotkey, scopes=EPISTULA_SCOPES)
+    accepted = "an API key (Authorization: Bearer pylon_...)"
+    if handler.opt.get("epistula"):
+        accepted += " or an Epistula v2 signature"
+    raise _unauthorized("missing", f"authentication required: send {accepted}")
 
 
 async def authorize(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     if "open" in handler.opt or connection.scope["path"].startswith(OPEN_PATH_PREFIXES):
         return
-    if "scope" not in handler.opt:
+    required = handler.opt.get("scope")
+    if required is None:
         raise PermissionDeniedException("this route declares no scope and is refused")
-    # API keys and Epistula signatures are checked here once the keys feature lands.
+    caller = await _authenticate(connection, handler)
+    principal = caller.principal if isinstance(caller, CachedKey) else caller
+    set_principal(connection, principal)
+    if str(required) not in principal.scopes:
+        AUTH_FAILURES.labels("scope").inc()
+        raise PermissionDeniedException(
+            f"missing scope '{required}'", extra={"missing_scope": str(required), "principal": principal.id}
+        )
+    if isinstance(caller, CachedKey) and (caller.rpm is not None or caller.tpm is not None):
+        limited = connection.app.state.keys_runtime.limiter.acquire(caller.id, caller.rpm, caller.tpm)
+        if limited is not None:
+            which, retry_after = limited
+            RATE_LIMITED.labels(which).inc()
+            budget = caller.rpm if which == "rpm" else caller.tpm
+            raise TooManyRequestsException(
+                f"rate limit exceeded: {budget} {'requests' if which == 'rpm' else 'tokens'} per minute",
+                headers={"Retry-After": str(retry_after)},
+                extra={"limit": which, "retry_after": retry_after},
+            )

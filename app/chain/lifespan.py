@@ -16,7 +16,7 @@ import structlog
 from litestar import Litestar
 
 from app.chain.client import ChainClient
-from app.chain.metagraph import MetagraphCache
+from app.chain.metagraph import MetagraphCache, MetagraphHotkeyDirectory
 from app.health import ready_checks
 from app.settings import ChainSettings
 
@@ -65,6 +65,9 @@ async def chain_lifespan(app: Litestar) -> AsyncIterator[None]:
     cache.start()
     app.state.chain = client
     app.state.metagraph = cache
+    # Epistula signers are checked against the metagraph unless PYLON_EPISTULA_HOTKEYS pins a static list.
+    if not settings.epistula.hotkeys:
+        app.state.hotkey_directory = MetagraphHotkeyDirectory(cache)
     ready_checks(app.state)["chain"] = cache.ready_check
     log.info("chain_started", network=settings.chain.network, netuids=sorted(cache.watched))
     try:

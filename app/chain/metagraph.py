@@ -26,6 +26,7 @@ import msgspec
 import structlog
 from prometheus_client import Counter, Gauge
 
+from app.auth.epistula import HotkeyInfo as EpistulaHotkeyInfo
 from app.chain.client import (
     BlockInfo,
     ChainClient,
@@ -369,3 +370,23 @@ class MetagraphCache:
             await self._new_head.wait()
         assert self.head is not None
         return self.head
+
+
+class MetagraphHotkeyDirectory:
+    """Epistula's view of signers, read from the latest cached metagraph (no chain call once warm)."""
+
+    def __init__(self, cache: MetagraphCache) -> None:
+        self._cache = cache
+
+    async def lookup(self, netuid: int, hotkey: str) -> EpistulaHotkeyInfo | None:
+        info = self._cache.lookup(netuid, hotkey)
+        if info is None:
+            try:
+                # Warms a cold netuid (the first signed request may wait on the chain; later ones never do).
+                await self._cache.latest(netuid)
+            except ChainError:
+                return None
+            info = self._cache.lookup(netuid, hotkey)
+        if info is None:
+            return None
+        return EpistulaHotkeyInfo(registered=True, validator_permit=info.validator_permit, stake=info.stake)
