@@ -18,8 +18,8 @@ from app.db import alchemy_config
 from app.errors import EXCEPTION_HANDLERS
 from app.health import database_check, health, ready, ready_checks
 from app.logging import configure_logging, request_id_middleware
-from app.metrics import http_metrics_middleware_factory, metrics_endpoint
-from app.settings import Settings, load_settings
+from app.metrics import http_metrics_middleware_factory, in_progress_middleware_factory, metrics_endpoint
+from app.settings import Settings, load_settings, secret_values
 
 
 def openapi_config() -> OpenAPIConfig:
@@ -30,7 +30,9 @@ def openapi_config() -> OpenAPIConfig:
         path="/schema",
         render_plugins=[SwaggerRenderPlugin(path="/swagger"), JsonRenderPlugin(path="/openapi.json")],
         components=Components(
-            security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="Pylon API key")}
+            security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer", description="Pylon API key")
+            }
         ),
         security=[{"bearer": []}],
     )
@@ -39,7 +41,7 @@ def openapi_config() -> OpenAPIConfig:
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the app. granian calls this with no argument in each worker, which reads the environment."""
     settings = settings or load_settings()
-    configure_logging(settings.logging)
+    configure_logging(settings.logging, redact=secret_values(settings))
     db_config = alchemy_config(settings)
 
     @asynccontextmanager
@@ -51,16 +53,22 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app_config.state["settings"] = settings
         return app_config
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[health, ready, metrics_endpoint],
         plugins=[SQLAlchemyPlugin(config=db_config)],
         on_app_init=[keep_settings],
         lifespan=[database_ready],
         guards=[authorize],
-        middleware=[request_id_middleware, http_metrics_middleware_factory(settings.app_name)],
+        middleware=[in_progress_middleware_factory(settings.app_name)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_body_size,
         logging_config=None,
         debug=False,
     )
+    # Around Litestar's router, not in `middleware=`: those run only for matched routes, and 404s and 405s
+    # need a request id and a count too.
+    app.asgi_handler = request_id_middleware(
+        http_metrics_middleware_factory(settings.app_name)(app.asgi_handler)
+    )
+    return app

@@ -56,7 +56,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 
 def cli_settings(env_file: str | None, **overrides: Any):  # type: ignore[no-untyped-def]
-    """Settings for a CLI command: the env file named by `--env-file` or `PYLON_ENV_FILE`, then the environment."""
+    """Settings for a CLI command: the environment over the env file (`--env-file` or `PYLON_ENV_FILE`)."""
     from app.settings import load_settings
 
     return load_settings(env_file=env_file)

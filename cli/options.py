@@ -6,6 +6,8 @@ import typer
 
 EnvFileOption = Annotated[
     str | None,
-    typer.Option("--env-file", envvar="PYLON_ENV_FILE", help="Env file with PYLON_* settings.", show_default=False),
+    typer.Option(
+        "--env-file", envvar="PYLON_ENV_FILE", help="Env file with PYLON_* settings.", show_default=False
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]

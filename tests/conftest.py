@@ -1,4 +1,4 @@
-"""Shared fixtures: settings on a real SQLite file, a real PostgreSQL database per test, the app, a live server."""
+"""Shared fixtures: settings on a SQLite file, a PostgreSQL database per test, the app, a live server."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def postgres_server() -> str:
 
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
-    """A fresh, empty database on the real server for this test, dropped afterwards (tests may run in parallel)."""
+    """A fresh, empty database on the real server for this test, dropped afterwards."""
     import asyncpg
 
     name = f"pylon_test_{secrets.token_hex(6)}"

@@ -10,7 +10,6 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
-
 # The OpenAPI schema and Swagger UI are served by Litestar's own handlers, which carry no opt.
 OPEN_PATH_PREFIXES = ("/schema",)
 
