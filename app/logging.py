@@ -109,12 +109,28 @@ def granian_log_config(settings: LoggingSettings, redact: Iterable[str] = ()) ->
     }
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record arrives, not when logging was configured
+    (test runners swap it per test; a handler holding an old, closed stream would lose every line)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure_logging(settings: LoggingSettings, redact: Iterable[str] = ()) -> None:
     """Set up structlog and the stdlib root logger; safe to call again (each granian worker calls it).
 
     `redact`: secret values to blank out of every line (`app.settings.secret_values(settings)`).
     """
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(build_formatter(settings.format, redact))
     root = logging.getLogger()
     root.handlers[:] = [handler]
