@@ -40,7 +40,10 @@ def run_sync(url: str, work: Any) -> Any:
 
 
 def current_revision(url: str) -> str | None:
-    return run_sync(url, lambda conn: MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision())  # fmt: skip
+    def read(conn: Any) -> str | None:
+        return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+    return run_sync(url, read)
 
 
 def table_names(url: str) -> set[str]:
