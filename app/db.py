@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from pathlib import Path
 
 from advanced_alchemy.alembic.commands import AlembicCommands
 from advanced_alchemy.base import orm_registry
 from advanced_alchemy.extensions.litestar import AlembicAsyncConfig, AsyncSessionConfig, SQLAlchemyAsyncConfig
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.settings import Settings
@@ -85,4 +88,35 @@ def migrations(settings: Settings) -> AlembicCommands:
     return AlembicCommands(sqlalchemy_config=alchemy_config(settings))
 
 
-__all__ = ["MODEL_MODULES", "Engine", "alchemy_config", "load_models", "migrations"]
+def head_revision() -> str | None:
+    """The newest migration in alembic/versions."""
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
+def current_revision(settings: Settings) -> str | None:
+    """The revision the database is at; None when no migration has been applied."""
+
+    def read(connection: Connection) -> str | None:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
+
+    async def run() -> str | None:
+        engine = create_engine(settings)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(read)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+__all__ = [
+    "MODEL_MODULES",
+    "Engine",
+    "alchemy_config",
+    "current_revision",
+    "head_revision",
+    "load_models",
+    "migrations",
+]

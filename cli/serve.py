@@ -64,6 +64,7 @@ def serve(
         f"(network {settings.chain.network}, {settings.server.workers} worker(s)); "
         f"docs at /schema/swagger",
         highlight=False,
+        soft_wrap=True,
     )
     server = Server(
         "app.main:create_app",
