@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ..conftest import LiveServer
@@ -117,9 +118,7 @@ def test_serve_reload_starts_and_serves(live_server_factory: ServerFactory) -> N
 
 def test_serve_refuses_a_bad_setting_in_one_line(live_server_factory: ServerFactory) -> None:
     server = live_server_factory(PYLON_LOG_FORMAT="yaml")
-    try:
+    with pytest.raises(RuntimeError, match="exited with 1"):
         server.start(timeout=20)
-    except RuntimeError:
-        pass
     assert server.process is not None and server.process.returncode == 1
     assert server.log().strip() == "error: PYLON_LOG_FORMAT: expected one of auto, json, console, got 'yaml'"
