@@ -1,4 +1,4 @@
-"""turbobt pins httpx~=0.26; uv's override installs 0.28: turbobt still imports and speaks JSON-RPC over it."""
+"""turbobt pins httpx~=0.26; the uv override installs 0.28: turbobt still builds JSON-RPC requests on it."""
 
 from __future__ import annotations
 
