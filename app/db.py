@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 from pathlib import Path
 
 from advanced_alchemy.alembic.commands import AlembicCommands
@@ -13,7 +14,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.settings import Settings
 
@@ -50,16 +51,19 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
-def create_engine(settings: Settings):  # type: ignore[no-untyped-def]
+def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.database_url
+    if settings.db.echo:
+        # Not `echo=True`: that adds SQLAlchemy's own stdout handler, printing every statement a second
+        # time outside the structured log. Raising the level sends them through Pylon's formatter.
+        logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
     if is_sqlite(url):
         Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=settings.db.echo)
+        engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
         url,
-        echo=settings.db.echo,
         pool_size=settings.db.pool_size,
         max_overflow=settings.db.max_overflow,
         pool_pre_ping=True,

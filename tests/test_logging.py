@@ -198,3 +198,26 @@ def test_console_format_prints_tracebacks_without_locals() -> None:
     text = formatter.format(record)
     assert "ValueError: boom" in text
     assert "local-value-not-for-logs" not in text
+
+
+async def test_db_echo_logs_statements_once_through_the_formatter(
+    capsys: pytest.CaptureFixture[str], settings_factory: SettingsFactory
+) -> None:
+    from sqlalchemy import text
+
+    from app.db import create_engine
+
+    settings = settings_factory(PYLON_DB_ECHO="true", PYLON_LOG_FORMAT="json", PYLON_LOG_LEVEL="INFO")
+    configure_logging(settings.logging)
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 4242"))
+    finally:
+        await engine.dispose()
+        logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    captured = capsys.readouterr()
+    assert "SELECT 4242" not in captured.out  # SQLAlchemy's own stdout handler stays off
+    statements = [line for line in json_lines(captured.err) if line["event"] == "SELECT 4242"]
+    assert len(statements) == 1
+    assert statements[0]["logger"].startswith("sqlalchemy.engine")
