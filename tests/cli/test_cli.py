@@ -180,3 +180,35 @@ def test_debug_prints_a_traceback_in_a_real_process(env: dict[str, str]) -> None
 def test_usage_errors_exit_2(runner: CliRunner) -> None:
     assert runner.invoke(app, ["db", "upgrade", "--no-such-option"]).exit_code == 2
     assert runner.invoke(app, ["no-such-command"]).exit_code == 2
+
+
+def test_db_revision_writes_a_lint_clean_migration(
+    runner: CliRunner, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from app import db as app_db
+
+    # A copy of the migrations, so the test never writes into the source tree.
+    scripts = tmp_path / "alembic"
+    shutil.copytree(PROJECT_ROOT / "alembic", scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(app_db, "MIGRATIONS_DIR", scripts)
+    head = head_revision()
+    assert runner.invoke(app, ["db", "upgrade"], env=env).exit_code == 0
+
+    result = runner.invoke(app, ["db", "revision", "-m", "probe change", "--rev-id", "9999"], env=env)
+    assert result.exit_code == 0, result.output
+    (path,) = (scripts / "versions").glob("*_9999_probe_change.py")
+    text = path.read_text()
+    assert 'revision = "9999"' in text
+    assert f'down_revision = "{head}"' in text
+    config = str(PROJECT_ROOT / "pyproject.toml")
+    for check in (["check"], ["format", "--check"]):
+        lint = subprocess.run(
+            [sys.executable, "-m", "ruff", *check, "--config", config, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert lint.returncode == 0, lint.stdout + lint.stderr
