@@ -19,6 +19,7 @@ from app.settings import LoggingSettings
 REQUEST_ID_HEADER = "x-request-id"
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
 _MIN_REDACTED_LENGTH = 4
+_ALEMBIC_PLUGINS = "alembic.runtime.plugins"
 _SHARED_PROCESSORS: list[Any] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
@@ -105,6 +106,8 @@ def granian_log_config(settings: LoggingSettings, redact: Iterable[str] = ()) ->
         "loggers": {
             "_granian": {"handlers": [], "propagate": True},
             "granian.access": {"handlers": [], "propagate": True},
+            # Spawned (--reload) workers import alembic after this config is applied.
+            _ALEMBIC_PLUGINS: {"level": "WARNING"},
         },
     }
 
@@ -139,6 +142,8 @@ def configure_logging(settings: LoggingSettings, redact: Iterable[str] = ()) -> 
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # alembic announces each of its autogenerate plugins at INFO on import.
+    logging.getLogger(_ALEMBIC_PLUGINS).setLevel(logging.WARNING)
     migration_logger = logging.getLogger("alembic.runtime.migration")
     if not any(isinstance(f, _DropAlembicChatter) for f in migration_logger.filters):
         migration_logger.addFilter(_DropAlembicChatter())
