@@ -1,13 +1,12 @@
 """Alembic environment: the URL and metadata come from Pylon (`pylon db ...` builds the config)."""
 
-import asyncio
 from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config
 
 from alembic import context
-from app.db import load_models
+from app.db import load_models, run_blocking
 
 if TYPE_CHECKING:
     from advanced_alchemy.alembic.commands import AlembicCommandConfig
@@ -70,4 +69,4 @@ async def run_migrations_online() -> None:
 if context.is_offline_mode():
     run_migrations_offline()
 else:
-    asyncio.run(run_migrations_online())
+    run_blocking(run_migrations_online())

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 from advanced_alchemy.alembic.commands import AlembicCommands
 from advanced_alchemy.base import orm_registry
@@ -18,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.settings import Settings
 
+T = TypeVar("T")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = PROJECT_ROOT / "alembic"
 VERSION_TABLE = "alembic_versions"
@@ -92,6 +96,20 @@ def migrations(settings: Settings) -> AlembicCommands:
     return AlembicCommands(sqlalchemy_config=alchemy_config(settings))
 
 
+def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even when the caller is itself inside an event loop.
+
+    alembic's env.py and `current_revision()` drive async engines from sync functions; called from async
+    code (a test, a lifespan hook), `asyncio.run` would refuse, so they get a loop in a thread of their own.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pylon-db") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def head_revision() -> str | None:
     """The newest migration in alembic/versions."""
     return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
@@ -112,7 +130,7 @@ def current_revision(settings: Settings) -> str | None:
         finally:
             await engine.dispose()
 
-    return asyncio.run(run())
+    return run_blocking(run())
 
 
 __all__ = [
@@ -123,4 +141,5 @@ __all__ = [
     "head_revision",
     "load_models",
     "migrations",
+    "run_blocking",
 ]

@@ -40,7 +40,7 @@ class Redactor:
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # Very short values would blank out ordinary words; settings validation asks for longer tokens.
+        # Very short values would blank out ordinary words and numbers all over the log.
         self.secrets = sorted({s for s in secrets if len(s) >= _MIN_REDACTED_LENGTH}, key=len, reverse=True)
 
     def redact(self, text: str) -> str:

@@ -175,7 +175,9 @@ def live_server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     servers: list[LiveServer] = []
 
     def build(**env: str) -> LiveServer:
-        full_env = {**os.environ, **base_env(tmp_path / "data"), **env}
+        # The caller's own PYLON_* variables stay out: the server sees the test settings only.
+        inherited = {name: value for name, value in os.environ.items() if not name.startswith("PYLON_")}
+        full_env = {**inherited, **base_env(tmp_path / "data"), **env}
         full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         server = LiveServer(full_env, free_port(), tmp_path / f"serve-{len(servers)}.log")
         servers.append(server)

@@ -150,3 +150,11 @@ def test_schema_diff_sees_drift(settings: Settings) -> None:
     diff = schema_diff(settings.database_url)
     assert [entry[0] for entry in diff] == ["remove_table"]
     assert diff[0][1].name == "stray_probe"
+
+
+async def test_migrations_can_be_called_from_async_code(settings: Settings) -> None:
+    """alembic drives its own event loop; inside a running one it moves to a thread instead of failing."""
+    from app.db import current_revision
+
+    migrations(settings).upgrade("head")
+    assert current_revision(settings) == head_revision()

@@ -52,12 +52,12 @@ async def build_app(settings_factory: SettingsFactory, **env: str) -> Litestar:
 
 
 @pytest.fixture
-async def app(settings_factory: SettingsFactory) -> Litestar:  # type: ignore[override]
+async def app(settings_factory: SettingsFactory) -> Litestar:
     return await build_app(settings_factory)
 
 
 @pytest.fixture
-async def client(app: Litestar) -> AsyncIterator[AsyncTestClient]:  # type: ignore[override]
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient]:
     async with AsyncTestClient(app=app) as test_client:
         yield test_client
 
