@@ -71,7 +71,9 @@ def build_formatter(fmt: str = "auto", redact: Iterable[str] = ()) -> logging.Fo
         renderer = structlog.processors.JSONRenderer()
     else:
         # Tracebacks as plain text: rich's default shows local variables, which may hold secrets.
-        renderer = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_SHARED_PROCESSORS,
         processors=[
