@@ -42,11 +42,10 @@ def is_sqlite(url: str) -> bool:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-    # WAL lets readers run beside the one writer; busy_timeout makes writers from several
-    # granian workers wait for each other instead of failing with "database is locked".
-    # busy_timeout comes first so that switching to WAL (which needs a moment of exclusive access the first
-    # time) also waits for other workers. In WAL, synchronous=NORMAL is durable across application crashes
-    # and avoids an fsync per commit.
+    # WAL lets readers run beside the one writer; busy_timeout makes writers from several granian workers
+    # wait for each other instead of failing with "database is locked". It comes first so that switching
+    # to WAL (a moment of exclusive access, the first time) waits too. In WAL, synchronous=NORMAL survives
+    # application crashes and saves an fsync per commit.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import ParamSpec
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar
@@ -20,6 +22,8 @@ from app.health import database_check, health, ready, ready_checks
 from app.logging import configure_logging, request_id_middleware
 from app.metrics import http_metrics_middleware_factory, in_progress_middleware_factory, metrics_endpoint
 from app.settings import Settings, load_settings, secret_values
+
+P = ParamSpec("P")
 
 
 def openapi_config() -> OpenAPIConfig:
@@ -38,6 +42,24 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
+def around_router(factory: Callable[P, Litestar]) -> Callable[P, Litestar]:
+    """Put the request id and the HTTP request metrics around Litestar's router.
+
+    Litestar runs the middlewares listed in `create_app()` only for matched routes; 404s and 405s are
+    answered before them and would get no `X-Request-ID` and no count.
+    """
+
+    @functools.wraps(factory)
+    def build(*args: P.args, **kwargs: P.kwargs) -> Litestar:
+        app = factory(*args, **kwargs)
+        app_name = app.state.settings.app_name
+        app.asgi_handler = request_id_middleware(http_metrics_middleware_factory(app_name)(app.asgi_handler))
+        return app
+
+    return build
+
+
+@around_router
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the app. granian calls this with no argument in each worker, which reads the environment."""
     settings = settings or load_settings()
@@ -53,7 +75,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app_config.state["settings"] = settings
         return app_config
 
-    app = Litestar(
+    return Litestar(
         route_handlers=[health, ready, metrics_endpoint],
         plugins=[SQLAlchemyPlugin(config=db_config)],
         on_app_init=[keep_settings],
@@ -66,9 +88,3 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
         debug=False,
     )
-    # Around Litestar's router, not in `middleware=`: those run only for matched routes, and 404s and 405s
-    # need a request id and a count too.
-    app.asgi_handler = request_id_middleware(
-        http_metrics_middleware_factory(settings.app_name)(app.asgi_handler)
-    )
-    return app
