@@ -52,8 +52,12 @@ def format_(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks that print figures (requests/s, latency percentiles, ratios); nothing is asserted."""
+    if not os.path.isdir("bench"):
+        session.skip("no benchmarks yet (bench/bench_<feature>.py)")
     _sync(session)
-    scripts = sorted(name for name in os.listdir("bench") if name.startswith("bench_") and name.endswith(".py"))
+    scripts = sorted(
+        name for name in os.listdir("bench") if name.startswith("bench_") and name.endswith(".py")
+    )
     selected = session.posargs or scripts
     for script in selected:
         session.run("python", os.path.join("bench", script))

@@ -1,13 +1,12 @@
 """Alembic environment: the URL and metadata come from Pylon (`pylon db ...` builds the config)."""
 
-import asyncio
 from typing import TYPE_CHECKING, cast
 
-from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import AsyncEngine, async_engine_from_config
 
-from app.db import load_models
+from alembic import context
+from app.db import load_models, run_blocking
 
 if TYPE_CHECKING:
     from advanced_alchemy.alembic.commands import AlembicCommandConfig
@@ -36,9 +35,20 @@ def run_migrations_offline() -> None:
 
 
 def do_run_migrations(connection: "Connection") -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # Batch mode rebuilds a table by copy, drop and rename; with foreign keys enforced the drop would
+        # cascade into (delete) the rows of tables that reference it. The pragma only works outside a
+        # transaction, which SQLite has not begun for a PRAGMA.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        # End SQLAlchemy's autobegun transaction, or alembic would join it and never commit.
+        connection.commit()
     _configure(connection=connection)
     with context.begin_transaction():
         context.run_migrations()
+    if sqlite:
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.commit()
 
 
 async def run_migrations_online() -> None:
@@ -47,7 +57,9 @@ async def run_migrations_online() -> None:
     connectable = cast(
         "AsyncEngine",
         config.engine
-        or async_engine_from_config(configuration, prefix="sqlalchemy.", poolclass=pool.NullPool, future=True),
+        or async_engine_from_config(
+            configuration, prefix="sqlalchemy.", poolclass=pool.NullPool, future=True
+        ),
     )
     async with connectable.connect() as connection:
         await connection.run_sync(do_run_migrations)
@@ -57,4 +69,4 @@ async def run_migrations_online() -> None:
 if context.is_offline_mode():
     run_migrations_offline()
 else:
-    asyncio.run(run_migrations_online())
+    run_blocking(run_migrations_online())

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import logging
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 from advanced_alchemy.alembic.commands import AlembicCommands
 from advanced_alchemy.base import orm_registry
 from advanced_alchemy.extensions.litestar import AlembicAsyncConfig, AsyncSessionConfig, SQLAlchemyAsyncConfig
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, event
-from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.settings import Settings
 
+T = TypeVar("T")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = PROJECT_ROOT / "alembic"
 VERSION_TABLE = "alembic_versions"
@@ -34,28 +42,31 @@ def is_sqlite(url: str) -> bool:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-    # WAL lets readers run beside the one writer; busy_timeout makes writers from several
-    # granian workers wait for each other instead of failing with "database is locked".
+    # WAL lets readers run beside the one writer; busy_timeout makes writers from several granian workers
+    # wait for each other instead of failing with "database is locked". It comes first so that switching
+    # to WAL (a moment of exclusive access, the first time) waits too. In WAL, synchronous=NORMAL survives
+    # application crashes and saves an fsync per commit.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
-    # In WAL mode NORMAL skips the fsync per commit (3x the write rate here) and stays consistent; a commit
-    # survives a killed process (kill -9), only an OS crash or power cut can lose the last few.
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
-def create_engine(settings: Settings):  # type: ignore[no-untyped-def]
+def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.database_url
+    if settings.db.echo:
+        # Not `echo=True`: that adds SQLAlchemy's own stdout handler, printing every statement a second
+        # time outside the structured log. Raising the level sends them through Pylon's formatter.
+        logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
     if is_sqlite(url):
         Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=settings.db.echo)
+        engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
         url,
-        echo=settings.db.echo,
         pool_size=settings.db.pool_size,
         max_overflow=settings.db.max_overflow,
         pool_pre_ping=True,
@@ -84,4 +95,50 @@ def migrations(settings: Settings) -> AlembicCommands:
     return AlembicCommands(sqlalchemy_config=alchemy_config(settings))
 
 
-__all__ = ["MODEL_MODULES", "Engine", "alchemy_config", "load_models", "migrations"]
+def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even when the caller is itself inside an event loop.
+
+    alembic's env.py and `current_revision()` drive async engines from sync functions; called from async
+    code (a test, a lifespan hook), `asyncio.run` would refuse, so they get a loop in a thread of their own.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pylon-db") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def head_revision() -> str | None:
+    """The newest migration in alembic/versions."""
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
+def current_revision(settings: Settings) -> str | None:
+    """The revision the database is at; None when no migration has been applied."""
+
+    def read(connection: Connection) -> str | None:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
+
+    async def run() -> str | None:
+        engine = create_engine(settings)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(read)
+        finally:
+            await engine.dispose()
+
+    return run_blocking(run())
+
+
+__all__ = [
+    "MODEL_MODULES",
+    "Engine",
+    "alchemy_config",
+    "current_revision",
+    "head_revision",
+    "load_models",
+    "migrations",
+    "run_blocking",
+]

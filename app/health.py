@@ -79,4 +79,6 @@ async def ready(request: Request) -> Response[ReadyResponse]:
     results = dict(zip(names, await asyncio.gather(*(_run(checks[n]) for n in names)), strict=True))
     statuses = {r.status for r in results.values()}
     overall: CheckStatus = "down" if "down" in statuses else "degraded" if "degraded" in statuses else "ok"
-    return Response(ReadyResponse(status=overall, checks=results), status_code=503 if overall == "down" else 200)
+    return Response(
+        ReadyResponse(status=overall, checks=results), status_code=503 if overall == "down" else 200
+    )

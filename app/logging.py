@@ -1,20 +1,25 @@
-"""structlog for Pylon's own events, with stdlib, granian and SQLAlchemy logs routed through the same formatter."""
+"""structlog for Pylon's own events; stdlib, granian and SQLAlchemy logs go through the same formatter."""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from structlog.typing import EventDict
 
 from app.settings import LoggingSettings
 
 REQUEST_ID_HEADER = "x-request-id"
-_MAX_INCOMING_ID = 128
+_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
+_MIN_REDACTED_LENGTH = 4
+_ALEMBIC_PLUGINS = "alembic.runtime.plugins"
 _SHARED_PROCESSORS: list[Any] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
@@ -23,44 +28,115 @@ _SHARED_PROCESSORS: list[Any] = [
 ]
 
 
-def _renderer(fmt: str) -> Any:
-    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    if use_json:
-        return structlog.processors.JSONRenderer()
-    return structlog.dev.ConsoleRenderer()
+def _use_json(fmt: str) -> bool:
+    return fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
 
 
-def build_formatter(fmt: str = "auto") -> logging.Formatter:
+class Redactor:
+    """Replace known secret values (tokens, the database password) wherever they appear in an event.
+
+    A last line of defence: code must not log secrets, but an exception message or a library's record may
+    carry one (a URL with credentials, a header echoed back), and tracebacks are rendered before this runs.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Very short values would blank out ordinary words and numbers all over the log.
+        self.secrets = sorted({s for s in secrets if len(s) >= _MIN_REDACTED_LENGTH}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+    def _walk(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {key: self._walk(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._walk(item) for item in value]
+        return value
+
+    def __call__(self, _logger: Any, _name: str, event_dict: EventDict) -> EventDict:
+        if not self.secrets:
+            return event_dict
+        return {key: self._walk(value) for key, value in event_dict.items()}
+
+
+def build_formatter(fmt: str = "auto", redact: Iterable[str] = ()) -> logging.Formatter:
     """The one formatter for structlog events and stdlib records alike."""
+    renderer: Any
+    if _use_json(fmt):
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        # Tracebacks as plain text: rich's default shows local variables, which may hold secrets.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_SHARED_PROCESSORS,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
-            _renderer(fmt),
+            Redactor(redact),
+            renderer,
         ],
     )
 
 
-def granian_log_config(settings: LoggingSettings) -> dict[str, Any]:
+class _DropAlembicChatter(logging.Filter):
+    """alembic says which dialect it picked at INFO on every run; keep its "Running upgrade" lines only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not message.startswith(("Context impl ", "Will assume "))
+
+
+def granian_log_config(settings: LoggingSettings, redact: Iterable[str] = ()) -> dict[str, Any]:
     """granian's dictConfig for its own process, sending its records through Pylon's formatter."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"pylon": {"()": "app.logging.build_formatter", "fmt": settings.format}},
-        "handlers": {"pylon": {"class": "logging.StreamHandler", "formatter": "pylon", "stream": "ext://sys.stderr"}},
+        "formatters": {
+            "pylon": {"()": "app.logging.build_formatter", "fmt": settings.format, "redact": list(redact)}
+        },
+        "handlers": {
+            "pylon": {"class": "logging.StreamHandler", "formatter": "pylon", "stream": "ext://sys.stderr"}
+        },
         "root": {"handlers": ["pylon"], "level": settings.level},
         "loggers": {
             "_granian": {"handlers": [], "propagate": True},
             "granian.access": {"handlers": [], "propagate": True},
+            # Spawned (--reload) workers import alembic after this config is applied.
+            _ALEMBIC_PLUGINS: {"level": "WARNING"},
         },
     }
 
 
-def configure_logging(settings: LoggingSettings) -> None:
-    """Set up structlog and the stdlib root logger; safe to call again (each granian worker calls it)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(build_formatter(settings.format))
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record arrives, not when logging was configured
+    (test runners swap it per test; a handler holding an old, closed stream would lose every line)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def configure_logging(settings: LoggingSettings, redact: Iterable[str] = ()) -> None:
+    """Set up structlog and the stdlib root logger; safe to call again (each granian worker calls it).
+
+    `redact`: secret values to blank out of every line (`app.settings.secret_values(settings)`).
+    """
+    handler = StderrHandler()
+    handler.setFormatter(build_formatter(settings.format, redact))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
@@ -68,6 +144,11 @@ def configure_logging(settings: LoggingSettings) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # alembic announces each of its autogenerate plugins at INFO on import.
+    logging.getLogger(_ALEMBIC_PLUGINS).setLevel(logging.WARNING)
+    migration_logger = logging.getLogger("alembic.runtime.migration")
+    if not any(isinstance(f, _DropAlembicChatter) for f in migration_logger.filters):
+        migration_logger.addFilter(_DropAlembicChatter())
     # SQLAlchemy's INFO is every statement; keep it at WARNING unless PYLON_DB_ECHO asks for more.
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
     # httpx logs every URL at INFO; upstream URLs may carry credentials.
@@ -85,10 +166,10 @@ def configure_logging(settings: LoggingSettings) -> None:
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
-            text = value.decode("latin-1")
-            # Accept a caller's id only if it is short and printable, so logs cannot be forged with it.
-            if 0 < len(text) <= _MAX_INCOMING_ID and text.isprintable():
-                return text
+            # Accept a caller's id only if it is short and made of id-like characters, so it cannot forge
+            # log lines, smuggle markup into a console, or bloat every line it is bound to.
+            if _SANE_REQUEST_ID.fullmatch(value):
+                return value.decode("ascii")
             return None
     return None
 
@@ -101,7 +182,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         request_id = _incoming_request_id(scope) or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id  # type: ignore[typeddict-item]
+        scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

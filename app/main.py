@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import ParamSpec
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar
@@ -22,11 +24,13 @@ from app.keys.controller import KeyController
 from app.keys.runtime import keys_lifespan
 from app.keys.usage import usage_middleware
 from app.logging import configure_logging, request_id_middleware
-from app.metrics import http_metrics_middleware_factory, metrics_endpoint
+from app.metrics import http_metrics_middleware_factory, in_progress_middleware_factory, metrics_endpoint
 from app.neurons.controller import neurons_router
-from app.settings import Settings, load_settings
+from app.settings import Settings, load_settings, secret_values
 from app.weights.controller import WeightsController
 from app.weights.runtime import weights_lifespan
+
+P = ParamSpec("P")
 
 
 def openapi_config() -> OpenAPIConfig:
@@ -45,10 +49,28 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
+def around_router(factory: Callable[P, Litestar]) -> Callable[P, Litestar]:
+    """Put the request id and the HTTP request metrics around Litestar's router.
+
+    Litestar runs the middlewares listed in `create_app()` only for matched routes; 404s and 405s are
+    answered before them and would get no `X-Request-ID` and no count.
+    """
+
+    @functools.wraps(factory)
+    def build(*args: P.args, **kwargs: P.kwargs) -> Litestar:
+        app = factory(*args, **kwargs)
+        app_name = app.state.settings.app_name
+        app.asgi_handler = request_id_middleware(http_metrics_middleware_factory(app_name)(app.asgi_handler))
+        return app
+
+    return build
+
+
+@around_router
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the app. granian calls this with no argument in each worker, which reads the environment."""
     settings = settings or load_settings()
-    configure_logging(settings.logging)
+    configure_logging(settings.logging, redact=secret_values(settings))
     db_config = alchemy_config(settings)
 
     @asynccontextmanager
@@ -72,11 +94,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             weights_lifespan(db_config.get_engine()),
         ],
         guards=[authorize],
-        middleware=[
-            request_id_middleware,
-            http_metrics_middleware_factory(settings.app_name),
-            usage_middleware,
-        ],
+        middleware=[in_progress_middleware_factory(settings.app_name), usage_middleware],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_body_size,

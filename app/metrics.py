@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 from litestar import Response, get
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,6 +28,8 @@ from app.auth.scopes import Scope as AuthScope
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 HTTP_LABELS = ("method", "path", "status_code", "app_name")
+# The path label of requests no route matched (404, 405): one value, however many paths are probed.
+UNMATCHED_PATH = "<unmatched>"
 
 REQUESTS_TOTAL = Counter("pylon_requests_total", "HTTP requests answered.", HTTP_LABELS)
 REQUEST_DURATION = Histogram(
@@ -48,7 +51,7 @@ def multiprocess_enabled() -> bool:
 
 
 def render_metrics() -> bytes:
-    """All samples in Prometheus' text format: every worker's under `pylon serve`, this process's otherwise."""
+    """All samples in Prometheus' text format: every worker's under `pylon serve`, else this process's."""
     if multiprocess_enabled():
         registry = CollectorRegistry()
         prometheus_multiprocess.MultiProcessCollector(registry)
@@ -66,19 +69,19 @@ def mark_worker_dead(pid: int) -> None:
         prometheus_multiprocess.mark_process_dead(pid)
 
 
-def http_metrics_middleware_factory(app_name: str):  # type: ignore[no-untyped-def]
-    """An ASGI middleware labelling requests by route template (never the raw path, which would explode)."""
+def http_metrics_middleware_factory(app_name: str) -> Callable[[ASGIApp], ASGIApp]:
+    """Count and time every HTTP request, labelled by route template (never the raw path: it would explode).
+
+    `create_app()` wraps this around the whole app rather than listing it in Litestar's `middleware`:
+    Litestar runs those only for matched routes, and 404s and 405s must be counted too (as `<unmatched>`).
+    """
 
     def http_metrics_middleware(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != "http":
                 await app(scope, receive, send)
                 return
-            method = scope["method"]
-            path = scope.get("path_template") or "<unmatched>"
             status_code = 500
-            in_progress = REQUESTS_IN_PROGRESS.labels(method, path, app_name)
-            in_progress.inc()
             started = time.perf_counter()
 
             async def send_wrapper(message: Message) -> None:
@@ -90,14 +93,37 @@ def http_metrics_middleware_factory(app_name: str):  # type: ignore[no-untyped-d
             try:
                 await app(scope, receive, send_wrapper)
             finally:
-                in_progress.dec()
-                labels = (method, path, str(status_code), app_name)
+                # Litestar's router sets the template on this same scope once it has matched a route.
+                path = scope.get("path_template") or UNMATCHED_PATH
+                labels = (scope["method"], path, str(status_code), app_name)  # type: ignore[typeddict-item]
                 REQUESTS_TOTAL.labels(*labels).inc()
                 REQUEST_DURATION.labels(*labels).observe(time.perf_counter() - started)
 
         return middleware
 
     return http_metrics_middleware
+
+
+def in_progress_middleware_factory(app_name: str) -> Callable[[ASGIApp], ASGIApp]:
+    """Track requests in progress per route; a Litestar middleware, because only there is the template known
+    before the handler runs (unmatched requests end at once and are not tracked)."""
+
+    def in_progress_middleware(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            path = scope.get("path_template") or UNMATCHED_PATH
+            gauge = REQUESTS_IN_PROGRESS.labels(scope["method"], path, app_name)  # type: ignore[typeddict-item]
+            gauge.inc()
+            try:
+                await app(scope, receive, send)
+            finally:
+                gauge.dec()
+
+        return middleware
+
+    return in_progress_middleware
 
 
 @get(

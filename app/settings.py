@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -191,7 +192,9 @@ def parse_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
     try:
         text = Path(path).read_text()
     except OSError as exc:
-        raise SettingsError(f"{ENV_FILE_VARIABLE}: cannot read env file {str(path)!r}: {exc.strerror}") from exc
+        raise SettingsError(
+            f"{ENV_FILE_VARIABLE}: cannot read env file {str(path)!r}: {exc.strerror}"
+        ) from exc
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -212,7 +215,9 @@ def _field_value(env_name: str, raw: str, field_type: Any) -> Any:
     """Convert one variable to its field's type, or fail naming the variable."""
     value: Any = raw
     origin = getattr(field_type, "__origin__", None)
-    if origin in (list, tuple, set, dict) or (isinstance(field_type, type) and issubclass(field_type, msgspec.Struct)):
+    if origin in (list, tuple, set, dict) or (
+        isinstance(field_type, type) and issubclass(field_type, msgspec.Struct)
+    ):
         stripped = raw.strip()
         if stripped.startswith(("[", "{")):
             try:
@@ -221,11 +226,32 @@ def _field_value(env_name: str, raw: str, field_type: Any) -> Any:
                 raise SettingsError(f"{env_name}: not valid JSON ({exc.msg}): {raw!r}") from exc
         else:
             value = [item.strip() for item in stripped.split(",") if item.strip()]
+    elif origin is Literal:
+        # Levels and formats are case-insensitive: `info` means `INFO`.
+        value = next((choice for choice in field_type.__args__ if str(choice).lower() == raw.lower()), raw)
     try:
         return msgspec.convert(value, type=field_type, strict=False)
     except msgspec.ValidationError as exc:
-        expected = getattr(field_type, "__name__", str(field_type))
-        raise SettingsError(f"{env_name}: expected {expected}, got {raw!r} ({exc})") from exc
+        # msgspec's own message adds where inside a list or struct the bad item sits.
+        detail = f" ({exc})" if "$" in str(exc) else ""
+        raise SettingsError(f"{env_name}: expected {_describe(field_type)}, got {raw!r}{detail}") from exc
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
+_PLURALS = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+
+
+def _describe(field_type: Any) -> str:
+    """What a variable of this type should hold, in words."""
+    origin = getattr(field_type, "__origin__", None)
+    if origin is Literal:
+        return "one of " + ", ".join(str(choice) for choice in field_type.__args__)
+    if origin in (list, tuple, set):
+        items = ", ".join(_PLURALS.get(arg, str(arg)) for arg in field_type.__args__ if arg is not Ellipsis)
+        return f"a comma-separated or JSON list of {items}"
+    if field_type in _TYPE_NAMES:
+        return _TYPE_NAMES[field_type]
+    return getattr(field_type, "__name__", str(field_type))
 
 
 def _section_values(section_type: type[Section], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -322,7 +348,8 @@ def validate(settings: Settings) -> None:
     url = settings.database_url
     if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise SettingsError(
-            f"PYLON_DB_URL: expected a sqlite+aiosqlite:// or postgresql+asyncpg:// URL, got {mask_url(url)!r}"
+            "PYLON_DB_URL: expected a sqlite+aiosqlite:// or postgresql+asyncpg:// URL, "
+            f"got {mask_url(url)!r}"
         )
     if not 1 <= settings.server.port <= 65535:
         raise SettingsError(f"PYLON_PORT: expected a port from 1 to 65535, got {settings.server.port}")
@@ -388,33 +415,68 @@ def _validate_keys(settings: Settings) -> None:
                 ) from None
 
 
-def mask_url(url: str) -> str:
-    """Hide a password in a database URL."""
+_URL_SECRET_PARAMS = re.compile(r"([?&](?:password|passwd|pwd|token|api_key|apikey|secret)=)([^&#]*)", re.I)
+
+
+def _url_parts(url: str) -> tuple[str, str, str, str] | None:
+    """(scheme, user, password, host and the rest) of a URL with credentials, or None."""
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+    # The last `@` ends the credentials: an unencoded password may itself hold `@`, `:` or `/`.
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return None
+    user, _, password = credentials.partition(":")
+    return scheme, user, password, host
+
+
+def mask_url(url: str) -> str:
+    """Hide a password in a URL, in its credentials or its query (`?password=`)."""
+    parts = _url_parts(url)
+    if parts is not None:
+        scheme, user, password, host = parts
+        if password:
+            url = f"{scheme}://{user}:***@{host}"
+    return _URL_SECRET_PARAMS.sub(r"\1***", url)
+
+
+def is_secret_field(name: str) -> bool:
+    """Fields whose value is secret: the known names and any `*_token`, `*_key`, `*_secret`, `*password`."""
+    return name in SECRET_FIELDS or name.endswith(("_token", "_key", "_secret", "password"))
+
+
+def _secret_strings(data: Any, found: list[str]) -> Any:
+    """Mask secrets in plain data, collecting the raw secret values in `found`."""
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if isinstance(value, str) and value and is_secret_field(str(key)) and "://" not in value:
+                found.append(value)
+                out[key] = "***"
+            else:
+                out[key] = _secret_strings(value, found)
+        return out
+    if isinstance(data, list):
+        return [_secret_strings(item, found) for item in data]
+    if isinstance(data, str) and "://" in data:
+        # Any URL (database, backend, chain node) may carry a password.
+        parts = _url_parts(data)
+        if parts is not None and parts[2]:
+            found.append(parts[2])
+        found.extend(match.group(2) for match in _URL_SECRET_PARAMS.finditer(data) if match.group(2))
+        return mask_url(data)
+    return data
 
 
 def masked(settings: Settings) -> dict[str, Any]:
     """The settings as plain data with secrets hidden, for `pylon config show`."""
-    data = msgspec.to_builtins(settings)
-
-    def hide(node: Any) -> Any:
-        if isinstance(node, dict):
-            out = {}
-            for key, value in node.items():
-                if key in SECRET_FIELDS and isinstance(value, str) and value:
-                    out[key] = mask_url(value) if key == "url" else "***"
-                else:
-                    out[key] = hide(value)
-            return out
-        if isinstance(node, list):
-            return [hide(item) for item in node]
-        return node
-
-    result = hide(data)
+    result: dict[str, Any] = _secret_strings(msgspec.to_builtins(settings), [])
     result["database_url"] = mask_url(settings.database_url)
     return result
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret value in the settings (tokens, URL passwords), for the log redactor."""
+    found: list[str] = []
+    _secret_strings(msgspec.to_builtins(settings), found)
+    _secret_strings(settings.database_url, found)
+    return sorted(set(found))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 err_console = Console(stderr=True)
 out_console = Console()
@@ -27,8 +29,14 @@ class _State:
 state = _State()
 
 
+# `scheme://user:password@`: an exception's message may quote a URL with its credentials.
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^\s:/@]*:)\S+@")
+
+
 def fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    message = _URL_PASSWORD.sub(r"\1***@", message)
+    # One line however long (no wrapping at the terminal width); the message itself is never markup.
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(code=1)
 
 
@@ -56,7 +64,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 
 def cli_settings(env_file: str | None, **overrides: Any):  # type: ignore[no-untyped-def]
-    """Settings for a CLI command: the env file named by `--env-file` or `PYLON_ENV_FILE`, then the environment."""
+    """Settings for a CLI command: the environment over the env file (`--env-file` or `PYLON_ENV_FILE`)."""
     from app.settings import load_settings
 
     return load_settings(env_file=env_file)

@@ -10,8 +10,8 @@ from cli import chain as chain_commands
 from cli import chain_metadata
 from cli import config as config_commands
 from cli import db as db_commands
-from cli import weights as weights_commands
 from cli import keys as keys_commands
+from cli import weights as weights_commands
 from cli.errors import out_console, state
 from cli.localnet import localnet
 from cli.post_ip import post_ip

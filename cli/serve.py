@@ -2,25 +2,62 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from cli.errors import err_console, handle_errors
+from cli.errors import CliError, err_console, handle_errors
 from cli.options import EnvFileOption
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _prepare_metrics_dir(data_dir: str) -> Path:
     # Must happen before prometheus_client is imported anywhere: it picks its value class at import,
     # and granian forks workers from this process.
-    path = Path(data_dir).resolve() / "metrics" / str(os.getpid())
+    root = Path(data_dir).resolve() / "metrics"
+    # Folders of servers that were killed before they could clean up would only fill the disk.
+    if root.is_dir():
+        for stale in root.iterdir():
+            if stale.name.isdigit() and not _pid_alive(int(stale.name)):
+                shutil.rmtree(stale, ignore_errors=True)
+    path = root / str(os.getpid())
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     return path
+
+
+def _reload_options() -> dict[str, Any]:
+    """granian's reloader, watching Pylon's Python sources only (the SQLite file lives under the project)."""
+    try:
+        import watchfiles
+    except ImportError:
+        raise CliError(
+            "--reload needs watchfiles: `uv sync --group dev` (it is a development tool)"
+        ) from None
+    # Forked workers would inherit the modules this process already imported (settings, db, logging) and
+    # never see their changes; spawned workers import everything afresh on each reload.
+    multiprocessing.set_start_method("spawn", force=True)
+    return {
+        "reload": True,
+        "reload_paths": [PROJECT_ROOT / "app"],
+        "reload_filter": watchfiles.PythonFilter,
+    }
 
 
 @handle_errors
@@ -43,9 +80,11 @@ def serve(
     if log_level:
         os.environ["PYLON_LOG_LEVEL"] = log_level.upper()
 
-    from app.settings import load_settings
+    from app.settings import load_settings, secret_values
 
     settings = load_settings()
+    # Workers resolve relative paths from granian's working dir, not from here: pin the data dir.
+    os.environ["PYLON_DATA_DIR"] = str(Path(settings.data_dir).resolve())
     metrics_dir = _prepare_metrics_dir(settings.data_dir)
 
     from granian.constants import Interfaces
@@ -55,15 +94,20 @@ def serve(
     from app.db import migrations
     from app.logging import configure_logging, granian_log_config
 
-    configure_logging(settings.logging)
+    redact = secret_values(settings)
+    configure_logging(settings.logging, redact=redact)
     if migrate:
         migrations(settings).upgrade("head")
+    reload_options: dict[str, Any] = {}
+    if reload:
+        reload_options = _reload_options()
 
     err_console.print(
         f"Pylon serving on http://{settings.server.host}:{settings.server.port} "
         f"(network {settings.chain.network}, {settings.server.workers} worker(s)); "
         f"docs at /schema/swagger",
         highlight=False,
+        soft_wrap=True,
     )
     server = Server(
         "app.main:create_app",
@@ -73,9 +117,9 @@ def serve(
         port=settings.server.port,
         workers=settings.server.workers,
         log_level=LogLevels(settings.logging.level.lower()),
-        log_dictconfig=granian_log_config(settings.logging),
-        reload=reload,
-        working_dir=Path(__file__).resolve().parent.parent,
+        log_dictconfig=granian_log_config(settings.logging, redact=redact),
+        working_dir=PROJECT_ROOT,
+        **reload_options,
     )
     try:
         server.serve()

@@ -1,4 +1,4 @@
-"""Shared fixtures: settings on a real SQLite file, a real PostgreSQL database per test, the app, a live server."""
+"""Shared fixtures: settings on a SQLite file, a PostgreSQL database per test, the app, a live server."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def postgres_server() -> str:
 
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
-    """A fresh, empty database on the real server for this test, dropped afterwards (tests may run in parallel)."""
+    """A fresh, empty database on the real server for this test, dropped afterwards."""
     import asyncpg
 
     name = f"pylon_test_{secrets.token_hex(6)}"
@@ -175,7 +175,9 @@ def live_server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     servers: list[LiveServer] = []
 
     def build(**env: str) -> LiveServer:
-        full_env = {**os.environ, **base_env(tmp_path / "data"), **env}
+        # The caller's own PYLON_* variables stay out: the server sees the test settings only.
+        inherited = {name: value for name, value in os.environ.items() if not name.startswith("PYLON_")}
+        full_env = {**inherited, **base_env(tmp_path / "data"), **env}
         full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         server = LiveServer(full_env, free_port(), tmp_path / f"serve-{len(servers)}.log")
         servers.append(server)

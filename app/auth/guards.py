@@ -93,6 +93,11 @@ async def _authenticate(connection: ASGIConnection, handler: BaseRouteHandler) -
             AUTH_FAILURES.labels("epistula").inc()
             raise
         return Principal(kind="epistula", id=hotkey, scopes=EPISTULA_SCOPES)
+    if handler.opt.get("metrics_token") and not settings.auth.metrics_token:
+        # bittensor-pylon's contract: /metrics is closed (403) while no metrics token is configured.
+        raise PermissionDeniedException(
+            "metrics are disabled: set PYLON_METRICS_TOKEN, or call with an API key that has 'metrics:read'"
+        )
     accepted = "an API key (Authorization: Bearer pylon_...)"
     if handler.opt.get("epistula"):
         accepted += " or an Epistula v2 signature"
