@@ -17,6 +17,7 @@ from app.auth.guards import authorize
 from app.db import alchemy_config
 from app.errors import EXCEPTION_HANDLERS
 from app.health import database_check, health, ready, ready_checks
+from app.inference.controller import inference_lifespan, inference_router
 from app.logging import configure_logging, request_id_middleware
 from app.metrics import http_metrics_middleware_factory, metrics_endpoint
 from app.settings import Settings, load_settings
@@ -52,10 +53,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return app_config
 
     return Litestar(
-        route_handlers=[health, ready, metrics_endpoint],
+        route_handlers=[health, ready, metrics_endpoint, inference_router(settings)],
         plugins=[SQLAlchemyPlugin(config=db_config)],
         on_app_init=[keep_settings],
-        lifespan=[database_ready],
+        lifespan=[database_ready, inference_lifespan(settings)],
         guards=[authorize],
         middleware=[request_id_middleware, http_metrics_middleware_factory(settings.app_name)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
