@@ -5,8 +5,8 @@
 Answers are deterministic (words picked by hashing the prompt), token counts are real counts of what it
 sends (one word = one token; a prompt costs one token per whitespace-separated word), streams send one
 token per event. Failure modes and latency can be changed while it runs, so tests can break a backend
-and heal it: `POST /_fake/config {"fail": "500"|"close"|"hang"|null, "latency": s, "token_delay": s}`;
-`GET /_fake/stats` counts requests, streams finished and streams the client abandoned.
+and heal it: `POST /_fake/config {"fail": "500"|"crash"|"hang"|null, "latency": s, "token_delay": s}`;
+`GET /_fake/stats` counts generation requests (POSTs), streams finished and streams the client abandoned.
 
 It is a bare ASGI app (no framework) so benchmarks measure Pylon, not the fake.
 """
@@ -328,12 +328,14 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if path.startswith("/_fake/"):
         await control(path, method, receive, send)
         return
-    STATS["requests"] += 1
-    STATS["in_flight"] += 1
+    # Only generation requests count: health probes (GET /v1/models, /api/tags) are not traffic.
+    counted = method == "POST"
+    STATS["requests"] += counted
+    STATS["in_flight"] += counted
     try:
         await serve(path, method, receive, send)
     finally:
-        STATS["in_flight"] -= 1
+        STATS["in_flight"] -= counted
 
 
 async def serve(path: str, method: str, receive: Any, send: Any) -> None:
@@ -341,9 +343,9 @@ async def serve(path: str, method: str, receive: Any, send: Any) -> None:
     if fail == "500":
         await send_json(send, 500, openai_error("fake backend failure", "server_error"))
         return
-    if fail == "close":
-        # Answer nothing: the server drops the connection, as a crashed backend does.
-        raise RuntimeError("fake backend closes the connection")
+    if fail == "crash":
+        # The app dies mid-request, as a crashing model server does (granian answers 500 for it).
+        raise RuntimeError("fake backend crashed")
     if fail == "hang":
         await asyncio.sleep(3600)
     if CONFIG["latency"]:
