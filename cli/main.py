@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from cli import backends as backends_commands
 from cli import config as config_commands
 from cli import db as db_commands
 from cli.errors import out_console, state
@@ -38,6 +39,7 @@ def version() -> None:
 app.command()(serve)
 app.add_typer(db_commands.app, name="db")
 app.add_typer(config_commands.app, name="config")
+app.add_typer(backends_commands.app, name="backends")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,8 @@ def _failure(exc: BaseException) -> Exception:
         return UpstreamClientError(exc.status_code, error_body(exc.status_code, str(exc.error), code))
     if isinstance(exc, httpx.TimeoutException):
         return BackendFailure("timed out")
+    if isinstance(exc, ConnectionError):
+        return BackendFailure("cannot connect to the Ollama server")
     return BackendFailure(f"{type(exc).__name__}: {exc}")
 
 
