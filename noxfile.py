@@ -24,7 +24,11 @@ def _sync(session: nox.Session, *extra: str) -> None:
         "--group",
         "dev",
         *extra,
-        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location, "UV_PYTHON_DOWNLOADS": "never", **LLAMA_ENV},
+        env={
+            "UV_PROJECT_ENVIRONMENT": session.virtualenv.location,
+            "UV_PYTHON_DOWNLOADS": "never",
+            **LLAMA_ENV,
+        },
     )
 
 
@@ -61,7 +65,9 @@ def format_(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks that print figures (requests/s, latency percentiles, ratios); nothing is asserted."""
     _sync(session)
-    scripts = sorted(name for name in os.listdir("bench") if name.startswith("bench_") and name.endswith(".py"))
+    scripts = sorted(
+        name for name in os.listdir("bench") if name.startswith("bench_") and name.endswith(".py")
+    )
     selected = session.posargs or scripts
     for script in selected:
         session.run("python", os.path.join("bench", script))

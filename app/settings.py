@@ -131,7 +131,9 @@ def parse_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
     try:
         text = Path(path).read_text()
     except OSError as exc:
-        raise SettingsError(f"{ENV_FILE_VARIABLE}: cannot read env file {str(path)!r}: {exc.strerror}") from exc
+        raise SettingsError(
+            f"{ENV_FILE_VARIABLE}: cannot read env file {str(path)!r}: {exc.strerror}"
+        ) from exc
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -152,7 +154,9 @@ def _field_value(env_name: str, raw: str, field_type: Any) -> Any:
     """Convert one variable to its field's type, or fail naming the variable."""
     value: Any = raw
     origin = getattr(field_type, "__origin__", None)
-    if origin in (list, tuple, set, dict) or (isinstance(field_type, type) and issubclass(field_type, msgspec.Struct)):
+    if origin in (list, tuple, set, dict) or (
+        isinstance(field_type, type) and issubclass(field_type, msgspec.Struct)
+    ):
         stripped = raw.strip()
         if stripped.startswith(("[", "{")):
             try:
@@ -252,7 +256,9 @@ def _validate_inference(inference: InferenceSettings) -> None:
     names = [backend.name for backend in inference.backends]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise SettingsError(f"PYLON_BACKENDS: backend names must be unique, repeated: {', '.join(duplicates)}")
+        raise SettingsError(
+            f"PYLON_BACKENDS: backend names must be unique, repeated: {', '.join(duplicates)}"
+        )
     for backend in inference.backends:
         if not backend.name:
             raise SettingsError("PYLON_BACKENDS: every backend needs a non-empty name")
@@ -267,16 +273,20 @@ def _validate_inference(inference: InferenceSettings) -> None:
             raise SettingsError(f"PYLON_BACKENDS: backend {backend.name!r}: timeouts must be above 0 seconds")
     if inference.inference_max_body_size < 1024:
         raise SettingsError(
-            f"PYLON_INFERENCE_MAX_BODY_SIZE: expected at least 1024 bytes, got {inference.inference_max_body_size}"
+            "PYLON_INFERENCE_MAX_BODY_SIZE: expected at least 1024 bytes, "
+            f"got {inference.inference_max_body_size}"
         )
     if inference.max_tokens_limit < 1:
         raise SettingsError(f"PYLON_MAX_TOKENS_LIMIT: expected at least 1, got {inference.max_tokens_limit}")
     if inference.backend_health_interval <= 0:
         raise SettingsError(
-            f"PYLON_BACKEND_HEALTH_INTERVAL: expected seconds above 0, got {inference.backend_health_interval}"
+            "PYLON_BACKEND_HEALTH_INTERVAL: expected seconds above 0, "
+            f"got {inference.backend_health_interval}"
         )
     if inference.backend_cooldown < 0:
-        raise SettingsError(f"PYLON_BACKEND_COOLDOWN: expected 0 seconds or more, got {inference.backend_cooldown}")
+        raise SettingsError(
+            f"PYLON_BACKEND_COOLDOWN: expected 0 seconds or more, got {inference.backend_cooldown}"
+        )
 
 
 def mask_url(url: str) -> str:

@@ -80,7 +80,7 @@ def run_wrk(wrk: str, url: str, connections: int, duration: float, script: Path)
     line = next((line for line in out.splitlines() if line.startswith("RESULT")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result:\n{out}")
-    _, rps, p50, p99, errors, requests = line.split()
+    _, rps, p50, p99, errors, _requests = line.split()
     return {"rps": float(rps), "p50_ms": int(p50) / 1000, "p99_ms": int(p99) / 1000, "errors": int(errors)}
 
 
@@ -105,8 +105,21 @@ def start(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subproc
 
 
 def granian(target: str, port: int, cwd: Path) -> list[str]:
-    return [sys.executable, "-m", "granian", "--interface", "asgi", "--port", str(port), "--workers", "1",
-            "--no-access-log", "--log-level", "warning", target]
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "asgi",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        target,
+    ]
 
 
 def main() -> None:
@@ -125,7 +138,9 @@ def main() -> None:
     try:
         fake_port, pylon_port = free_port(), free_port()
         base_env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-        fake = start(granian("tests.fakes.model_server:app", fake_port, ROOT), base_env, ROOT, workdir / "fake.log")
+        fake = start(
+            granian("tests.fakes.model_server:app", fake_port, ROOT), base_env, ROOT, workdir / "fake.log"
+        )
         processes.append(fake)
         direct = f"http://127.0.0.1:{fake_port}"
         wait_up(f"{direct}/v1/models", fake)
@@ -137,8 +152,12 @@ def main() -> None:
             "PYLON_LOG_LEVEL": "WARNING",
             "PYLON_BACKENDS": json.dumps([{"name": "fake", "base_url": direct}]),
         }
-        pylon = start([sys.executable, "-m", "cli.main", "serve", "--port", str(pylon_port)], pylon_env, ROOT,
-                      workdir / "pylon.log")
+        pylon = start(
+            [sys.executable, "-m", "cli.main", "serve", "--port", str(pylon_port)],
+            pylon_env,
+            ROOT,
+            workdir / "pylon.log",
+        )
         processes.append(pylon)
         through = f"http://127.0.0.1:{pylon_port}"
         wait_up(f"{through}/health", pylon)
@@ -153,18 +172,28 @@ def main() -> None:
 
         ttfc_direct, ttfc_pylon = [], []
         for _ in range(2):  # interleaved halves so drift hits both sides alike
-            ttfc_direct += asyncio.run(first_chunk_times(f"{direct}/v1/chat/completions", options.ttfc_requests // 2))
-            ttfc_pylon += asyncio.run(first_chunk_times(f"{through}/v1/chat/completions", options.ttfc_requests // 2))
+            ttfc_direct += asyncio.run(
+                first_chunk_times(f"{direct}/v1/chat/completions", options.ttfc_requests // 2)
+            )
+            ttfc_pylon += asyncio.run(
+                first_chunk_times(f"{through}/v1/chat/completions", options.ttfc_requests // 2)
+            )
 
         clients = []
         if not options.skip_clients:
             for name in ("httpx", "aiohttp"):
                 port = free_port()
-                proxy = start(granian(f"inference_proxies:{name}_app", port, ROOT / "bench"),
-                              {**base_env, "PROXY_UPSTREAM": direct}, ROOT / "bench", workdir / f"{name}.log")
+                proxy = start(
+                    granian(f"inference_proxies:{name}_app", port, ROOT / "bench"),
+                    {**base_env, "PROXY_UPSTREAM": direct},
+                    ROOT / "bench",
+                    workdir / f"{name}.log",
+                )
                 processes.append(proxy)
                 wait_up(f"http://127.0.0.1:{port}/", proxy)
-                clients.append((name, run_wrk(wrk, f"http://127.0.0.1:{port}/", 32, options.duration, script)))
+                clients.append(
+                    (name, run_wrk(wrk, f"http://127.0.0.1:{port}/", 32, options.duration, script))
+                )
                 proxy.terminate()
                 proxy.wait(timeout=15)
 
@@ -172,18 +201,25 @@ def main() -> None:
         print(f"{'concurrency':>11} {'path':>8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
         for connections, d, p in rows:
             for label, r in (("direct", d), ("pylon", p)):
-                print(f"{connections:>11} {label:>8} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>6}")
-            print(f"{'':>11} {'->':>8} pylon/direct throughput {p['rps'] / d['rps']:.0%}, "
-                  f"added p50 {p['p50_ms'] - d['p50_ms']:+.2f} ms")
+                figures = f"{r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>6}"
+                print(f"{connections:>11} {label:>8} {figures}")
+            print(
+                f"{'':>11} {'->':>8} pylon/direct throughput {p['rps'] / d['rps']:.0%}, "
+                f"added p50 {p['p50_ms'] - d['p50_ms']:+.2f} ms"
+            )
         print("\n== time to first streamed chunk (sequential, ms) ==")
         for label, times in (("direct", ttfc_direct), ("pylon", ttfc_pylon)):
             ordered = sorted(times)
-            print(f"{label:>8} median {statistics.median(ordered):.2f}  p99 {ordered[int(len(ordered) * 0.99) - 1]:.2f}")
-        print(f"{'->':>8} added median {statistics.median(ttfc_pylon) - statistics.median(ttfc_direct):+.2f} ms")
+            p99 = ordered[int(len(ordered) * 0.99) - 1]
+            print(f"{label:>8} median {statistics.median(ordered):.2f}  p99 {p99:.2f}")
+        print(
+            f"{'->':>8} added median {statistics.median(ttfc_pylon) - statistics.median(ttfc_direct):+.2f} ms"
+        )
         if clients:
             print("\n== upstream client alone: bare pass-through proxy, concurrency 32 ==")
             for name, r in clients:
-                print(f"{name:>8} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  errors {r['errors']}")
+                latency = f"p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms"
+                print(f"{name:>8} {r['rps']:>9.0f} req/s  {latency}  errors {r['errors']}")
     finally:
         for process in processes:
             if process.poll() is None:

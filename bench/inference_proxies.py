@@ -48,7 +48,9 @@ async def httpx_app(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
 
         async def start() -> None:
-            _clients["httpx"] = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=64))
+            _clients["httpx"] = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=64)
+            )
 
         async def stop() -> None:
             await _clients["httpx"].aclose()

@@ -61,6 +61,11 @@ def list_backends(json_output: JsonOption = False, env_file: EnvFileOption = Non
     for backend in result.backends:
         health = "[green]healthy[/green]" if backend.healthy else "[red]down[/red]"
         table.add_row(
-            backend.name, backend.kind, backend.base_url, health, ", ".join(backend.models), backend.last_error
+            backend.name,
+            backend.kind,
+            backend.base_url,
+            health,
+            ", ".join(backend.models),
+            backend.last_error,
         )
     out_console.print(table)

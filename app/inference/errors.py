@@ -53,7 +53,9 @@ class InferenceError(Exception):
 
 
 def error_body(status_code: int, message: str, code: str | None = None, param: str | None = None) -> bytes:
-    detail = ErrorDetail(message=message, type=ERROR_TYPES.get(status_code, "api_error"), code=code, param=param)
+    detail = ErrorDetail(
+        message=message, type=ERROR_TYPES.get(status_code, "api_error"), code=code, param=param
+    )
     return msgspec.json.encode(ErrorBody(error=detail))
 
 
@@ -77,7 +79,12 @@ def inference_error_handler(request: Request, exc: InferenceError) -> Response[b
 
 
 def http_exception_handler(request: Request, exc: HTTPException) -> Response[bytes]:
-    codes = {401: "invalid_api_key", 403: "permission_denied", 413: "request_too_large", 429: "rate_limit_exceeded"}
+    codes = {
+        401: "invalid_api_key",
+        403: "permission_denied",
+        413: "request_too_large",
+        429: "rate_limit_exceeded",
+    }
     return error_response(
         exc.status_code,
         str(exc.detail),

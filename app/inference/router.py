@@ -14,11 +14,11 @@ import time
 
 import structlog
 
-from app.health import CheckResult
+from app.health import CheckResult, CheckStatus
 from app.inference.backends.base import Backend, BackendFailure
 from app.inference.errors import InferenceError
-from app.inference.schemas import BackendStatus
 from app.inference.metrics import BACKEND_UP
+from app.inference.schemas import BackendStatus
 
 log = structlog.get_logger(__name__)
 
@@ -26,7 +26,15 @@ log = structlog.get_logger(__name__)
 class BackendState:
     """A backend and what this worker knows about it."""
 
-    __slots__ = ("backend", "configured_models", "cooldown_until", "healthy", "in_flight", "last_error", "models")
+    __slots__ = (
+        "backend",
+        "configured_models",
+        "cooldown_until",
+        "healthy",
+        "in_flight",
+        "last_error",
+        "models",
+    )
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -135,7 +143,10 @@ class BackendRouter:
         serving = [state for state in self.states if model in state.models]
         if not serving:
             raise InferenceError(
-                404, f"The model '{model}' does not exist or is not served here", code="model_not_found", param="model"
+                404,
+                f"The model '{model}' does not exist or is not served here",
+                code="model_not_found",
+                param="model",
             )
         healthy = [state for state in serving if state.healthy]
         if not healthy:
@@ -175,5 +186,5 @@ class BackendRouter:
             return CheckResult(status="ok", detail="no backends configured", data={})
         up = [status for status in statuses if status.healthy]
         # Some models may still be served while one backend is down: degraded, not down.
-        result = "ok" if len(up) == len(statuses) else "down" if not up else "degraded"
+        result: CheckStatus = "ok" if len(up) == len(statuses) else "down" if not up else "degraded"
         return CheckResult(status=result, detail=f"{len(up)}/{len(statuses)} backends healthy", data=data)

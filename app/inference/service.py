@@ -80,13 +80,18 @@ class InferenceService:
                 400, f"invalid request: {exc}", code="invalid_value", param=match.group(1) if match else None
             ) from None
         except msgspec.DecodeError as exc:
-            raise InferenceError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+            raise InferenceError(
+                400, f"the request body is not valid JSON: {exc}", code="invalid_json"
+            ) from None
         limit = self.settings.max_tokens_limit
         for name in ("max_tokens", "max_completion_tokens"):
             value = getattr(request, name, None)
             if value is not None and value > limit:
                 raise InferenceError(
-                    400, f"{name} is {value}; at most {limit} is allowed here", code="invalid_value", param=name
+                    400,
+                    f"{name} is {value}; at most {limit} is allowed here",
+                    code="invalid_value",
+                    param=name,
                 )
         if endpoint != "chat":
             items = request.prompt if endpoint == "completions" else request.input
@@ -124,7 +129,9 @@ class InferenceService:
 
     def model_card(self, model: str) -> ModelCard:
         if not self.router.serves(model):
-            raise InferenceError(404, f"The model '{model}' does not exist", code="model_not_found", param="model")
+            raise InferenceError(
+                404, f"The model '{model}' does not exist", code="model_not_found", param="model"
+            )
         return ModelCard(id=model)
 
     # --- dispatch ---
@@ -149,7 +156,9 @@ class InferenceService:
                 state.in_flight -= 1
             self._account(scope, model, state.name, endpoint, reply.usage, None)
             metrics.DURATION.labels(model, state.name, endpoint).observe(time.perf_counter() - started)
-            metrics.REQUESTS_TOTAL.labels(model, state.name, endpoint, "ok" if reply.status < 400 else "client_error").inc()
+            metrics.REQUESTS_TOTAL.labels(
+                model, state.name, endpoint, "ok" if reply.status < 400 else "client_error"
+            ).inc()
             return reply.status, reply.body
         raise self._exhausted(model, endpoint, last)
 
@@ -188,7 +197,9 @@ class InferenceService:
                 # The client left while we waited (cancellation): drop the upstream request too.
                 await self._abandon(state, stream)
                 raise
-            metrics.TIME_TO_FIRST_TOKEN.labels(model, state.name, endpoint).observe(time.perf_counter() - started)
+            metrics.TIME_TO_FIRST_TOKEN.labels(model, state.name, endpoint).observe(
+                time.perf_counter() - started
+            )
             return self._relay(scope, endpoint, model, state, stream, events, first, started)
         raise self._exhausted(model, endpoint, last)
 
@@ -220,7 +231,11 @@ class InferenceService:
             self._failed(state, failure, failover=False)
             self._account(scope, model, state.name, endpoint, stream.usage, stream)
             accounted = True
-            yield b"data: " + error_body(502, f"the backend failed mid-stream: {failure.reason}", "backend_error") + b"\n\n"
+            yield (
+                b"data: "
+                + error_body(502, f"the backend failed mid-stream: {failure.reason}", "backend_error")
+                + b"\n\n"
+            )
         finally:
             state.in_flight -= 1
             # Closing (not releasing) the upstream response cancels the backend's generation.
@@ -243,7 +258,11 @@ class InferenceService:
         reason = "busy" if failure.status == 429 else "status_5xx" if failure.status else "unreachable"
         metrics.FAILOVERS_TOTAL.labels(state.name, reason).inc()
         log.warning(
-            "backend_request_failed", backend=state.name, reason=failure.reason, failover=failover, status=failure.status
+            "backend_request_failed",
+            backend=state.name,
+            reason=failure.reason,
+            failover=failover,
+            status=failure.status,
         )
         self.router.failed(state, failure)
 

@@ -47,7 +47,13 @@ def llama_server(tmp_path: Path):
         "port": port,
         "models": [
             {"model": str(model), "model_alias": "tiny-llama", "n_ctx": 512, "seed": 0, "verbose": False},
-            {"model": str(model), "model_alias": "tiny-llama-embed", "n_ctx": 512, "embedding": True, "verbose": False},
+            {
+                "model": str(model),
+                "model_alias": "tiny-llama-embed",
+                "n_ctx": 512,
+                "embedding": True,
+                "verbose": False,
+            },
         ],
     }
     config_path = tmp_path / "llama.json"
@@ -85,7 +91,9 @@ def llama_server(tmp_path: Path):
 async def test_openai_sdk_through_pylon_to_llama_cpp(llama_server, live_server_factory, inference_headers):  # noqa: F811
     # Models discovered from llama.cpp's /v1/models (its aliases), not configured.
     server = live_server_factory(**backends_env({"name": "llama", "base_url": f"{llama_server}/v1"})).start()
-    client = openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused", default_headers=inference_headers)
+    client = openai.AsyncOpenAI(
+        base_url=f"{server.url}/v1", api_key="unused", default_headers=inference_headers
+    )
     direct = openai.AsyncOpenAI(base_url=f"{llama_server}/v1", api_key="unused")
 
     models = {m.id for m in (await client.models.list()).data}
@@ -109,7 +117,9 @@ async def test_openai_sdk_through_pylon_to_llama_cpp(llama_server, live_server_f
     streamed = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert streamed == through.choices[0].message.content
 
-    completion = await client.completions.create(model="tiny-llama", prompt="the cat", max_tokens=4, temperature=0)
+    completion = await client.completions.create(
+        model="tiny-llama", prompt="the cat", max_tokens=4, temperature=0
+    )
     assert completion.usage is not None and completion.usage.prompt_tokens > 0
 
     embeddings = await client.embeddings.create(model="tiny-llama-embed", input=["hello", "the world"])

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 (pytest fixtures imported from tests/inference and used as arguments)
 """The official `openai` SDK against a real `pylon serve` in front of fake model servers (all loopback)."""
 
 from __future__ import annotations
@@ -49,9 +50,12 @@ async def test_sdk_chat_stream_completions_embeddings_models(fake_backend, live_
             pieces.append(chunk.choices[0].delta.content or "")
         if chunk.usage:
             usage = chunk.usage
-    assert "".join(pieces) == (await client.chat.completions.create(model="fake-model", messages=MESSAGES)).choices[
-        0
-    ].message.content
+    assert (
+        "".join(pieces)
+        == (await client.chat.completions.create(model="fake-model", messages=MESSAGES))
+        .choices[0]
+        .message.content
+    )
     assert usage is not None and usage.completion_tokens == 8
 
     completion = await client.completions.create(model="fake-model", prompt="once upon a time")
@@ -77,7 +81,9 @@ async def test_sdk_errors_are_the_sdk_exception_types(fake_backend, live_server_
         await client.chat.completions.create(model="nope", messages=MESSAGES)
     assert "nope" in missing.value.message
     with pytest.raises(openai.BadRequestError):
-        await client.chat.completions.create(model="fake-model", messages=[{"role": "wizard", "content": "x"}])
+        await client.chat.completions.create(
+            model="fake-model", messages=[{"role": "wizard", "content": "x"}]
+        )
     with pytest.raises(openai.BadRequestError):
         await client.chat.completions.create(model="fake-model", messages=MESSAGES, max_tokens=10**9)
     fake_backend.configure(fail="500")
@@ -128,7 +134,14 @@ async def test_ready_and_metrics_show_backends(fake_backend, live_server_factory
     server = live_server_factory(**backends_env(openai_backend("fake", fake_backend))).start()
     await sdk(server.url).chat.completions.create(model="fake-model", messages=MESSAGES)
     ready = httpx.get(f"{server.url}/ready").json()
-    assert ready["checks"]["backends"]["data"]["fake"] == {"healthy": True, "models": ["fake-model"], "last_error": ""}
+    assert ready["checks"]["backends"]["data"]["fake"] == {
+        "healthy": True,
+        "models": ["fake-model"],
+        "last_error": "",
+    }
     metrics = httpx.get(f"{server.url}/metrics", headers={"Authorization": "Bearer test-metrics-token"}).text
-    assert 'pylon_inference_requests_total{backend="fake",endpoint="chat",model="fake-model",outcome="ok"} 1.0' in metrics
+    assert (
+        'pylon_inference_requests_total{backend="fake",endpoint="chat",model="fake-model",outcome="ok"} 1.0'
+        in metrics
+    )
     assert 'pylon_inference_tokens_total{backend="fake",model="fake-model",type="completion"} 8.0' in metrics

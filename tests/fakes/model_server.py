@@ -18,17 +18,18 @@ import asyncio
 import base64
 import hashlib
 import os
-from pathlib import Path
 import struct
 import time
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 WORDS = (
-    "amber basalt cedar delta ember fjord granite harbor indigo juniper kelp lumen meadow nectar onyx "
-    "pylon quartz river saffron tundra umber violet willow xenon yarrow zephyr"
-).split()
+    "amber", "basalt", "cedar", "delta", "ember", "fjord", "granite", "harbor", "indigo",
+    "juniper", "kelp", "lumen", "meadow", "nectar", "onyx", "pylon", "quartz", "river",
+    "saffron", "tundra", "umber", "violet", "willow", "xenon", "yarrow", "zephyr",
+)  # fmt: skip
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
@@ -113,7 +114,9 @@ class StreamWriter:
                 return
 
     async def start(self, content_type: bytes) -> None:
-        await self.send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]})
+        await self.send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]}
+        )
 
     async def write(self, data: bytes) -> None:
         if self.gone.is_set():
@@ -182,11 +185,26 @@ async def openai_chat(body: dict[str, Any], receive: Any, send: Any, text_comple
     obj = "text_completion" if text_completion else "chat.completion"
     if not body.get("stream"):
         if text_completion:
-            choice: dict[str, Any] = {"index": 0, "text": "".join(tokens), "finish_reason": finish, "logprobs": None}
+            choice: dict[str, Any] = {
+                "index": 0,
+                "text": "".join(tokens),
+                "finish_reason": finish,
+                "logprobs": None,
+            }
         else:
-            choice = {"index": 0, "message": {"role": "assistant", "content": "".join(tokens)}, "finish_reason": finish}
-        payload = {"id": ident, "object": obj, "created": created, "model": model, "choices": [choice],
-                   "usage": usage(prompt_tokens, count)}
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": "".join(tokens)},
+                "finish_reason": finish,
+            }
+        payload = {
+            "id": ident,
+            "object": obj,
+            "created": created,
+            "model": model,
+            "choices": [choice],
+            "usage": usage(prompt_tokens, count),
+        }
         await send_json(send, 200, payload)
         return
     chunk_obj = "text_completion" if text_completion else "chat.completion.chunk"
@@ -204,10 +222,22 @@ async def openai_chat(body: dict[str, Any], receive: Any, send: Any, text_comple
         frames.append(sse(frame))
     last: dict[str, Any] = {"index": 0, "finish_reason": finish}
     last.update({"text": ""} if text_completion else {"delta": {}})
-    frames.append(sse({"id": ident, "object": chunk_obj, "created": created, "model": model, "choices": [last]}))
+    frames.append(
+        sse({"id": ident, "object": chunk_obj, "created": created, "model": model, "choices": [last]})
+    )
     if include_usage:
-        frames.append(sse({"id": ident, "object": chunk_obj, "created": created, "model": model, "choices": [],
-                           "usage": usage(prompt_tokens, count)}))
+        frames.append(
+            sse(
+                {
+                    "id": ident,
+                    "object": chunk_obj,
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage(prompt_tokens, count),
+                }
+            )
+        )
     frames.append(b"data: [DONE]\n\n")
     await stream_events(receive, send, frames, b"text/event-stream")
 
@@ -226,11 +256,17 @@ async def openai_embeddings(body: dict[str, Any], send: Any) -> None:
     inputs = inputs_of(body["input"])
     dims = int(body.get("dimensions") or CONFIG["dimensions"])
     data = [
-        {"object": "embedding", "index": i, "embedding": encode_vector(embedding(text, dims), body.get("encoding_format"))}
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": encode_vector(embedding(text, dims), body.get("encoding_format")),
+        }
         for i, text in enumerate(inputs)
     ]
     prompt_tokens = sum(count_tokens(text) for text in inputs)
-    await send_json(send, 200, {"object": "list", "data": data, "model": body["model"], "usage": usage(prompt_tokens, 0)})
+    await send_json(
+        send, 200, {"object": "list", "data": data, "model": body["model"], "usage": usage(prompt_tokens, 0)}
+    )
 
 
 # --- Ollama native API ---
@@ -255,14 +291,23 @@ async def ollama_generate(body: dict[str, Any], receive: Any, send: Any, chat: b
     model = body["model"]
     prompt = message_text(body.get("messages", [])) if chat else str(body.get("prompt", ""))
     limit = (body.get("options") or {}).get("num_predict")
-    count, finish = (limit, "length") if isinstance(limit, int) and 0 < limit < CONFIG["tokens"] else (CONFIG["tokens"], "stop")
+    count, finish = (
+        (limit, "length")
+        if isinstance(limit, int) and 0 < limit < CONFIG["tokens"]
+        else (CONFIG["tokens"], "stop")
+    )
     tokens = tokens_for(prompt, count)
     prompt_tokens = count_tokens(prompt)
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
     def part(text: str) -> dict[str, Any]:
         if chat:
-            return {"model": model, "created_at": now, "message": {"role": "assistant", "content": text}, "done": False}
+            return {
+                "model": model,
+                "created_at": now,
+                "message": {"role": "assistant", "content": text},
+                "done": False,
+            }
         return {"model": model, "created_at": now, "response": text, "done": False}
 
     final = ollama_final(model, prompt_tokens, count, finish)
@@ -302,7 +347,12 @@ def ollama_tags() -> dict[str, Any]:
                 "modified_at": "2025-01-01T00:00:00Z",
                 "size": 1000,
                 "digest": hashlib.sha256(model.encode()).hexdigest(),
-                "details": {"format": "gguf", "family": "fake", "parameter_size": "1M", "quantization_level": "F32"},
+                "details": {
+                    "format": "gguf",
+                    "family": "fake",
+                    "parameter_size": "1M",
+                    "quantization_level": "F32",
+                },
             }
             for model in CONFIG["models"]
         ]
@@ -405,7 +455,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default=",".join(CONFIG["models"]), help="comma-separated model names")
     parser.add_argument("--tokens", type=int, default=CONFIG["tokens"], help="tokens per answer")
     parser.add_argument("--latency", type=float, default=CONFIG["latency"], help="seconds before answering")
-    parser.add_argument("--token-delay", type=float, default=CONFIG["token_delay"], help="seconds between tokens")
+    parser.add_argument(
+        "--token-delay", type=float, default=CONFIG["token_delay"], help="seconds between tokens"
+    )
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
     os.environ.update(
@@ -417,8 +469,10 @@ def main(argv: list[str] | None = None) -> None:
     from granian.constants import Interfaces
     from granian.server import Server
 
-    print(f"fake model server on http://{args.host}:{args.port} (OpenAI: /v1, Ollama: /api) models={args.models}",
-          flush=True)
+    print(
+        f"fake model server on http://{args.host}:{args.port} (OpenAI /v1, Ollama /api): {args.models}",
+        flush=True,
+    )
     Server(
         "tests.fakes.model_server:app",
         interface=Interfaces.ASGI,

@@ -133,7 +133,10 @@ class Pylon:
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.asgi), base_url="http://pylon", headers=self.headers, timeout=30
+            transport=httpx.ASGITransport(app=self.asgi),
+            base_url="http://pylon",
+            headers=self.headers,
+            timeout=30,
         )
 
 

@@ -10,7 +10,6 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.inference.conftest import (
-    FakeBackendFactory,
     backends_env,
     ollama_backend,
     openai_backend,
@@ -34,7 +33,10 @@ def assert_openai_error(response: httpx.Response, status: int, code: str | None 
 
 
 async def test_chat_passes_the_backend_answer_through_and_reports_usage(fake_backend, pylon_factory):
-    async with pylon_factory(**backends_env(openai_backend("a", fake_backend))) as pylon, pylon.client() as client:
+    async with (
+        pylon_factory(**backends_env(openai_backend("a", fake_backend))) as pylon,
+        pylon.client() as client,
+    ):
         response = await client.post("/v1/chat/completions", json={**CHAT, "top_k": 3})
         direct = httpx.post(f"{fake_backend.url}/v1/chat/completions", json=CHAT)
     assert response.status_code == 200
@@ -43,11 +45,19 @@ async def test_chat_passes_the_backend_answer_through_and_reports_usage(fake_bac
     assert body["choices"] == direct.json()["choices"]
     assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 8, "total_tokens": 11}
     usage = pylon.usages[-1]
-    assert (usage.model, usage.backend, usage.prompt_tokens, usage.completion_tokens) == ("fake-model", "a", 3, 8)
+    assert (usage.model, usage.backend, usage.prompt_tokens, usage.completion_tokens) == (
+        "fake-model",
+        "a",
+        3,
+        8,
+    )
 
 
 async def test_stream_adds_done_and_hides_the_usage_chunk_unless_asked(fake_backend, pylon_factory):
-    async with pylon_factory(**backends_env(openai_backend("a", fake_backend))) as pylon, pylon.client() as client:
+    async with (
+        pylon_factory(**backends_env(openai_backend("a", fake_backend))) as pylon,
+        pylon.client() as client,
+    ):
         plain = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
         usage_without = pylon.usages[-1]
         with_usage = await client.post(
@@ -66,10 +76,17 @@ async def test_stream_adds_done_and_hides_the_usage_chunk_unless_asked(fake_back
 
 
 async def test_completions_and_embeddings(fake_backend, pylon_factory):
-    async with pylon_factory(**backends_env(openai_backend("a", fake_backend))) as pylon, pylon.client() as client:
-        completion = await client.post("/v1/completions", json={"model": "fake-model", "prompt": "once", "max_tokens": 3})
+    async with (
+        pylon_factory(**backends_env(openai_backend("a", fake_backend))) as pylon,
+        pylon.client() as client,
+    ):
+        completion = await client.post(
+            "/v1/completions", json={"model": "fake-model", "prompt": "once", "max_tokens": 3}
+        )
         embedding = await client.post("/v1/embeddings", json={"model": "fake-model", "input": ["a b", "c"]})
-        streamed = await client.post("/v1/completions", json={"model": "fake-model", "prompt": "x", "stream": True})
+        streamed = await client.post(
+            "/v1/completions", json={"model": "fake-model", "prompt": "x", "stream": True}
+        )
     assert completion.json()["choices"][0]["finish_reason"] == "length"
     assert completion.json()["usage"]["completion_tokens"] == 3
     data = embedding.json()["data"]
@@ -98,7 +115,10 @@ async def test_models_list_and_get(fake_backend_factory, pylon_factory):
         (b"", None),
         (b"[]", None),
         (json.dumps({"model": "fake-model"}).encode(), None),
-        (json.dumps({**CHAT, "messages": [{"role": "wizard", "content": "hi"}]}).encode(), "messages[0].role"),
+        (
+            json.dumps({**CHAT, "messages": [{"role": "wizard", "content": "hi"}]}).encode(),
+            "messages[0].role",
+        ),
         (json.dumps({**CHAT, "messages": []}).encode(), "messages"),
         (json.dumps({**CHAT, "max_tokens": 10**9}).encode(), "max_tokens"),
         (json.dumps({**CHAT, "max_tokens": 0}).encode(), "max_tokens"),
@@ -108,7 +128,10 @@ async def test_models_list_and_get(fake_backend_factory, pylon_factory):
     ],
 )
 async def test_bad_bodies_get_400_and_never_reach_a_backend(fake_backend, pylon_factory, body, param):
-    async with pylon_factory(**backends_env(openai_backend("a", fake_backend))) as pylon, pylon.client() as client:
+    async with (
+        pylon_factory(**backends_env(openai_backend("a", fake_backend))) as pylon,
+        pylon.client() as client,
+    ):
         response = await client.post(
             "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
         )
@@ -129,7 +152,10 @@ async def test_body_above_the_limit_gets_413(fake_backend, pylon_factory):
 
 
 async def test_unknown_model_is_404_in_openai_format(fake_backend, pylon_factory):
-    async with pylon_factory(**backends_env(openai_backend("a", fake_backend))) as pylon, pylon.client() as client:
+    async with (
+        pylon_factory(**backends_env(openai_backend("a", fake_backend))) as pylon,
+        pylon.client() as client,
+    ):
         response = await client.post("/v1/chat/completions", json={**CHAT, "model": "gpt-9"})
     assert_openai_error(response, 404, "model_not_found")
 
@@ -147,9 +173,9 @@ async def test_backend_4xx_is_passed_through_without_failover(fake_backend_facto
 
 async def test_least_in_flight_spreads_concurrent_requests(fake_backend_factory, pylon_factory):
     a, b = fake_backend_factory(latency=0.2), fake_backend_factory(latency=0.2)
-    async with pylon_factory(**backends_env(openai_backend("a", a), openai_backend("b", b))) as pylon:
-        async with pylon.client() as client:
-            responses = await asyncio.gather(*(client.post("/v1/chat/completions", json=CHAT) for _ in range(6)))
+    env = backends_env(openai_backend("a", a), openai_backend("b", b))
+    async with pylon_factory(**env) as pylon, pylon.client() as client:
+        responses = await asyncio.gather(*(client.post("/v1/chat/completions", json=CHAT) for _ in range(6)))
     assert all(r.status_code == 200 for r in responses)
     assert a.stats()["requests"] == 3 and b.stats()["requests"] == 3
 
@@ -212,7 +238,9 @@ async def test_stream_fails_over_before_the_first_chunk(fake_backend_factory, py
     async with pylon_factory(**backends_env(openai_backend("a", a), openai_backend("b", b))) as pylon:
         a.configure(fail="500")
         async with pylon.client() as client:
-            responses = [await client.post("/v1/chat/completions", json={**CHAT, "stream": True}) for _ in range(2)]
+            responses = [
+                await client.post("/v1/chat/completions", json={**CHAT, "stream": True}) for _ in range(2)
+            ]
     for response in responses:
         assert response.status_code == 200
         assert sse_events(response.text)[-1] == "[DONE]"
@@ -255,21 +283,31 @@ async def test_principal_model_allowlist_is_enforced(fake_backend, pylon_factory
 
 
 async def test_ollama_backend_translates_both_ways(fake_backend, pylon_factory):
-    async with pylon_factory(**backends_env(ollama_backend("o", fake_backend))) as pylon, pylon.client() as client:
+    async with (
+        pylon_factory(**backends_env(ollama_backend("o", fake_backend))) as pylon,
+        pylon.client() as client,
+    ):
         chat = await client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 4})
         stream = await client.post(
             "/v1/chat/completions", json={**CHAT, "stream": True, "stream_options": {"include_usage": True}}
         )
         stream_usage = pylon.usages[-1]
-        text = await client.post("/v1/completions", json={"model": "fake-model", "prompt": "a b", "stream": True})
+        text = await client.post(
+            "/v1/completions", json={"model": "fake-model", "prompt": "a b", "stream": True}
+        )
         embedding = await client.post(
             "/v1/embeddings", json={"model": "fake-model", "input": "a b c", "encoding_format": "base64"}
         )
         models = await client.get("/v1/models")
-    direct = httpx.post(f"{fake_backend.url}/api/chat", json={**CHAT, "stream": False, "options": {"num_predict": 4}})
+    direct = httpx.post(
+        f"{fake_backend.url}/api/chat", json={**CHAT, "stream": False, "options": {"num_predict": 4}}
+    )
     body = chat.json()
     assert body["object"] == "chat.completion"
-    assert body["choices"][0]["message"] == {"role": "assistant", "content": direct.json()["message"]["content"]}
+    assert body["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": direct.json()["message"]["content"],
+    }
     assert body["choices"][0]["finish_reason"] == "length"
     assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
     events = sse_events(stream.text)
@@ -287,10 +325,10 @@ async def test_ollama_backend_translates_both_ways(fake_backend, pylon_factory):
 async def test_inference_metrics_count_requests_and_tokens(fake_backend, pylon_factory):
     labels = {"model": "fake-model", "backend": "metrics-a", "type": "completion"}
     before = REGISTRY.get_sample_value("pylon_inference_tokens_total", labels) or 0
-    async with pylon_factory(**backends_env(openai_backend("metrics-a", fake_backend))) as pylon:
-        async with pylon.client() as client:
-            await client.post("/v1/chat/completions", json=CHAT)
-            await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    env = backends_env(openai_backend("metrics-a", fake_backend))
+    async with pylon_factory(**env) as pylon, pylon.client() as client:
+        await client.post("/v1/chat/completions", json=CHAT)
+        await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
     assert REGISTRY.get_sample_value("pylon_inference_tokens_total", labels) == before + 16
     ok = {"model": "fake-model", "backend": "metrics-a", "endpoint": "chat", "outcome": "ok"}
     assert REGISTRY.get_sample_value("pylon_inference_requests_total", ok) >= 2

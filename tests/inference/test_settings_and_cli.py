@@ -16,8 +16,19 @@ def test_backends_parse_from_json(settings_factory):
     settings = settings_factory(
         PYLON_BACKENDS=json.dumps(
             [
-                {"name": "vllm", "base_url": "http://10.0.0.2:8000/v1", "models": ["m"], "weight": 2, "api_key": "s3"},
-                {"name": "ollama", "kind": "ollama", "base_url": "http://127.0.0.1:11434", "read_timeout": 30},
+                {
+                    "name": "vllm",
+                    "base_url": "http://10.0.0.2:8000/v1",
+                    "models": ["m"],
+                    "weight": 2,
+                    "api_key": "s3",
+                },
+                {
+                    "name": "ollama",
+                    "kind": "ollama",
+                    "base_url": "http://127.0.0.1:11434",
+                    "read_timeout": 30,
+                },
             ]
         ),
         PYLON_MAX_TOKENS_LIMIT="4096",
@@ -38,7 +49,9 @@ def test_backends_parse_from_json(settings_factory):
         ({"PYLON_BACKENDS": '[{"name": "a", "base_url": "http://x", "kind": "tgi"}]'}, "PYLON_BACKENDS"),
         ({"PYLON_BACKENDS": '[{"name": "a", "base_url": "http://x", "colour": 1}]'}, "PYLON_BACKENDS"),
         (
-            {"PYLON_BACKENDS": '[{"name": "a", "base_url": "http://x"}, {"name": "a", "base_url": "http://y"}]'},
+            {
+                "PYLON_BACKENDS": '[{"name": "a", "base_url": "http://x"}, {"name": "a", "base_url": "http://y"}]'
+            },
             "unique",
         ),
         ({"PYLON_BACKENDS": '[{"name": "a", "base_url": "http://x", "weight": 0}]'}, "weight"),

@@ -128,7 +128,7 @@ def _usage(prompt: int | None, completion: int | None) -> UsageCounts:
 
 
 def _usage_dict(usage: UsageCounts) -> dict[str, int]:
-    return msgspec.to_builtins(usage)  # type: ignore[no-any-return]
+    return msgspec.to_builtins(usage)
 
 
 def _tool_calls(message: Any) -> list[dict[str, Any]] | None:
@@ -139,7 +139,10 @@ def _tool_calls(message: Any) -> list[dict[str, Any]] | None:
         {
             "id": f"call_{uuid.uuid4().hex[:24]}",
             "type": "function",
-            "function": {"name": call.function.name, "arguments": _encoder.encode(call.function.arguments).decode()},
+            "function": {
+                "name": call.function.name,
+                "arguments": _encoder.encode(call.function.arguments).decode(),
+            },
         }
         for call in calls
     ]
@@ -312,7 +315,9 @@ class OllamaBackend(Backend):
             prompts = self._prompts(request)
             if len(prompts) != 1:
                 raise _bad_request("ollama backends stream one prompt at a time", "prompt")
-            parts = await self._open(self._client.generate(**self._generate_kwargs(request, prompts[0]), stream=True))
+            parts = await self._open(
+                self._client.generate(**self._generate_kwargs(request, prompts[0]), stream=True)
+            )
             stream = OllamaGenerateStream(parts, request.model, include_usage)
         else:
             raise _bad_request("embeddings cannot be streamed", "stream")
@@ -324,7 +329,7 @@ class OllamaBackend(Backend):
     @staticmethod
     async def _open(call: Any) -> AsyncIterator[Any]:
         try:
-            return await call  # type: ignore[no-any-return]
+            return await call
         except CLIENT_ERRORS as exc:
             raise _failure(exc) from exc
 
@@ -424,7 +429,9 @@ class OllamaGenerateStream(OllamaStream):
         async for part in self._parts():
             if part.response:
                 self.chunks += 1
-                yield self._frame([{"index": 0, "text": part.response, "finish_reason": None, "logprobs": None}])
+                yield self._frame(
+                    [{"index": 0, "text": part.response, "finish_reason": None, "logprobs": None}]
+                )
             if part.done:
                 usage = self._finish(part)
                 reason = _finish_reason(part.done_reason)
