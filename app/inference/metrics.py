@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS_TOTAL = Counter(
@@ -37,3 +40,12 @@ BACKEND_UP = Gauge(
     ("backend",),
     multiprocess_mode="livemin",
 )
+
+
+@functools.cache
+def child(metric: Any, *labels: str) -> Any:
+    """The labelled child of a collector, remembered: `labels()` costs a lock and a dict build per call.
+
+    Labels are model, backend, endpoint and outcome names from configuration, so the cache stays small.
+    """
+    return metric.labels(*labels)

@@ -150,14 +150,20 @@ class InferenceService:
                 self._failed(state, failure)
                 continue
             except UpstreamClientError as refused:
-                metrics.REQUESTS_TOTAL.labels(model, state.name, endpoint, "client_error").inc()
+                metrics.child(metrics.REQUESTS_TOTAL, model, state.name, endpoint, "client_error").inc()
                 return refused.status, refused.body
             finally:
                 state.in_flight -= 1
             self._account(scope, model, state.name, endpoint, reply.usage, None)
-            metrics.DURATION.labels(model, state.name, endpoint).observe(time.perf_counter() - started)
-            metrics.REQUESTS_TOTAL.labels(
-                model, state.name, endpoint, "ok" if reply.status < 400 else "client_error"
+            metrics.child(metrics.DURATION, model, state.name, endpoint).observe(
+                time.perf_counter() - started
+            )
+            metrics.child(
+                metrics.REQUESTS_TOTAL,
+                model,
+                state.name,
+                endpoint,
+                "ok" if reply.status < 400 else "client_error",
             ).inc()
             return reply.status, reply.body
         raise self._exhausted(model, endpoint, last)
@@ -191,13 +197,13 @@ class InferenceService:
                 continue
             except UpstreamClientError as refused:
                 await self._abandon(state, stream)
-                metrics.REQUESTS_TOTAL.labels(model, state.name, endpoint, "client_error").inc()
+                metrics.child(metrics.REQUESTS_TOTAL, model, state.name, endpoint, "client_error").inc()
                 return refused.status, refused.body
             except BaseException:
                 # The client left while we waited (cancellation): drop the upstream request too.
                 await self._abandon(state, stream)
                 raise
-            metrics.TIME_TO_FIRST_TOKEN.labels(model, state.name, endpoint).observe(
+            metrics.child(metrics.TIME_TO_FIRST_TOKEN, model, state.name, endpoint).observe(
                 time.perf_counter() - started
             )
             return self._relay(scope, endpoint, model, state, stream, events, first, started)
@@ -242,8 +248,10 @@ class InferenceService:
             await stream.aclose()
             if not accounted:
                 self._account(scope, model, state.name, endpoint, stream.usage, stream)
-            metrics.DURATION.labels(model, state.name, endpoint).observe(time.perf_counter() - started)
-            metrics.REQUESTS_TOTAL.labels(model, state.name, endpoint, outcome).inc()
+            metrics.child(metrics.DURATION, model, state.name, endpoint).observe(
+                time.perf_counter() - started
+            )
+            metrics.child(metrics.REQUESTS_TOTAL, model, state.name, endpoint, outcome).inc()
             if outcome == "client_disconnected":
                 log.info("inference_stream_cancelled", model=model, backend=state.name)
 
@@ -267,7 +275,7 @@ class InferenceService:
         self.router.failed(state, failure)
 
     def _exhausted(self, model: str, endpoint: Endpoint, last: BackendFailure | None) -> InferenceError:
-        metrics.REQUESTS_TOTAL.labels(model, "none", endpoint, "unavailable").inc()
+        metrics.child(metrics.REQUESTS_TOTAL, model, "none", endpoint, "unavailable").inc()
         retry_after = max(1, int(self.router.cooldown if last is None or last.cool_down else 1))
         reason = last.reason if last else "no backend answered"
         return InferenceError(
@@ -297,6 +305,6 @@ class InferenceService:
             scope, Usage(model=model, backend=backend, prompt_tokens=prompt, completion_tokens=completion)
         )
         if prompt:
-            metrics.TOKENS_TOTAL.labels(model, backend, "prompt").inc(prompt)
+            metrics.child(metrics.TOKENS_TOTAL, model, backend, "prompt").inc(prompt)
         if completion:
-            metrics.TOKENS_TOTAL.labels(model, backend, "completion").inc(completion)
+            metrics.child(metrics.TOKENS_TOTAL, model, backend, "completion").inc(completion)
