@@ -145,3 +145,22 @@ async def test_ready_and_metrics_show_backends(fake_backend, live_server_factory
         in metrics
     )
     assert 'pylon_inference_tokens_total{backend="fake",model="fake-model",type="completion"} 8.0' in metrics
+
+
+async def test_backend_dying_mid_stream_surfaces_as_an_sdk_error(
+    fake_backend_factory, live_server_factory, sdk
+):
+    for kind in ("openai", "ollama"):
+        fake = fake_backend_factory(fail_after=3)
+        entry = openai_backend("b", fake) if kind == "openai" else ollama_backend("b", fake)
+        server = live_server_factory(**backends_env(entry)).start()
+        stream = await sdk(server.url, max_retries=0).chat.completions.create(
+            model="fake-model", messages=MESSAGES, stream=True
+        )
+        received = []
+        with pytest.raises(openai.APIError, match="mid-stream"):
+            async for chunk in stream:
+                received.append(chunk)
+        # What was streamed before the failure reached the client; no failover once bytes went out.
+        assert len(received) >= 2, kind
+        server.stop()

@@ -5,7 +5,8 @@
 Answers are deterministic (words picked by hashing the prompt), token counts are real counts of what it
 sends (one word = one token; a prompt costs one token per whitespace-separated word), streams send one
 token per event. Failure modes and latency can be changed while it runs, so tests can break a backend
-and heal it: `POST /_fake/config {"fail": "500"|"crash"|"hang"|null, "latency": s, "token_delay": s}`;
+and heal it: `POST /_fake/config` with any of `{"fail": "500"|"crash"|"hang"|null, "fail_after": n,
+"latency": s, "token_delay": s}`;
 `GET /_fake/stats` counts generation requests (POSTs), streams finished and streams the client abandoned.
 
 It is a bare ASGI app (no framework) so benchmarks measure Pylon, not the fake.
@@ -41,6 +42,8 @@ CONFIG: dict[str, Any] = {
     "token_delay": float(os.environ.get("FAKE_TOKEN_DELAY", "0")),
     "dimensions": int(os.environ.get("FAKE_DIMENSIONS", "8")),
     "fail": os.environ.get("FAKE_FAIL") or None,
+    # Streams break (connection dropped) after this many events; 0 never.
+    "fail_after": int(os.environ.get("FAKE_FAIL_AFTER", "0")),
 }
 STATS = {"requests": 0, "streams_completed": 0, "streams_cancelled": 0, "in_flight": 0}
 
@@ -147,11 +150,15 @@ async def stream_events(receive: Any, send: Any, frames: list[bytes], content_ty
         for index, frame in enumerate(frames):
             if index:
                 await writer.pause(CONFIG["token_delay"])
+            if CONFIG["fail_after"] and index >= CONFIG["fail_after"]:
+                # Dies mid-body: the server can only drop the connection, as a crashing backend does.
+                raise RuntimeError("fake backend died mid-stream")
             await writer.write(frame)
         await writer.finish()
         STATS["streams_completed"] += 1
     except Disconnected:
         STATS["streams_cancelled"] += 1
+    finally:
         writer.watcher.cancel()
 
 
