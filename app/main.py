@@ -20,6 +20,7 @@ from app.chain.lifespan import chain_lifespan
 from app.db import alchemy_config
 from app.errors import EXCEPTION_HANDLERS
 from app.health import database_check, health, ready, ready_checks
+from app.inference.controller import inference_lifespan, inference_router
 from app.keys.controller import KeyController
 from app.keys.runtime import keys_lifespan
 from app.keys.usage import usage_middleware
@@ -83,7 +84,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return app_config
 
     return Litestar(
-        route_handlers=[health, ready, metrics_endpoint, neurons_router, WeightsController, KeyController],
+        route_handlers=[
+            health,
+            ready,
+            metrics_endpoint,
+            neurons_router,
+            WeightsController,
+            KeyController,
+            inference_router(settings),
+        ],
         plugins=[SQLAlchemyPlugin(config=db_config)],
         on_app_init=[keep_settings],
         lifespan=[
@@ -92,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             chain_lifespan,
             keys_lifespan(db_config.get_engine()),
             weights_lifespan(db_config.get_engine()),
+            inference_lifespan(settings),
         ],
         guards=[authorize],
         middleware=[in_progress_middleware_factory(settings.app_name), usage_middleware],

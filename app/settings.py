@@ -153,6 +153,37 @@ class ServerSettings(Section, frozen=True, kw_only=True):
     workers: int = 1
 
 
+class BackendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One upstream model server, as listed in `PYLON_BACKENDS` (a JSON list of these objects)."""
+
+    name: str
+    # openai: any OpenAI-compatible server (vLLM, llama.cpp server, TGI); ollama: Ollama's native API.
+    kind: Literal["openai", "ollama"] = "openai"
+    # openai kind: the server's OpenAI base URL (`/v1` is appended when missing); ollama kind: its host URL.
+    base_url: str
+    # Models served; empty means discovered from the backend (`/v1/models` or `/api/tags`).
+    models: list[str] = msgspec.field(default_factory=list)
+    # Share of traffic relative to other backends of the same model (least in-flight per weight).
+    weight: float = 1.0
+    connect_timeout: float = 5.0
+    # Longest wait for a whole non-streamed answer, or between two streamed chunks.
+    read_timeout: float = 300.0
+    # Sent upstream as `Authorization: Bearer ...`; never logged nor shown by `pylon config show`.
+    api_key: str = ""
+
+
+class InferenceSettings(Section, frozen=True, kw_only=True):
+    backends: list[BackendSettings] = msgspec.field(default_factory=list)
+    # Longest body accepted on the /v1 inference routes, in bytes (larger bodies get 413).
+    inference_max_body_size: int = 1024 * 1024
+    # Ceiling for max_tokens / max_completion_tokens; larger values get 400 instead of reaching a backend.
+    max_tokens_limit: int = 32768
+    # Seconds between background probes of every backend.
+    backend_health_interval: float = 10.0
+    # Seconds a failed backend is skipped before a probe may bring it back.
+    backend_cooldown: float = 15.0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     app_name: str = "pylon"
     # Where the SQLite file, the dev wallet and the metrics scratch space live.
@@ -170,6 +201,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     weights: WeightsSettings = msgspec.field(default_factory=WeightsSettings)
     # Named wallets besides the default one: PYLON_IDENTITIES=alpha,beta (see `_identities`).
     identities: tuple[IdentitySettings, ...] = ()
+    inference: InferenceSettings = msgspec.field(default_factory=InferenceSettings)
 
     @property
     def database_url(self) -> str:
@@ -382,6 +414,7 @@ def validate(settings: Settings) -> None:
     if weights.lease_margin < 0:
         raise SettingsError(f"PYLON_WEIGHTS_LEASE_MARGIN: expected >= 0 seconds, got {weights.lease_margin}")
     _validate_keys(settings)
+    _validate_inference(settings.inference)
 
 
 def _validate_keys(settings: Settings) -> None:
@@ -427,6 +460,43 @@ def _url_parts(url: str) -> tuple[str, str, str, str] | None:
         return None
     user, _, password = credentials.partition(":")
     return scheme, user, password, host
+
+
+def _validate_inference(inference: InferenceSettings) -> None:
+    names = [backend.name for backend in inference.backends]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise SettingsError(
+            f"PYLON_BACKENDS: backend names must be unique, repeated: {', '.join(duplicates)}"
+        )
+    for backend in inference.backends:
+        if not backend.name:
+            raise SettingsError("PYLON_BACKENDS: every backend needs a non-empty name")
+        if not backend.base_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"PYLON_BACKENDS: backend {backend.name!r}: base_url must start with http:// or https://, "
+                f"got {backend.base_url!r}"
+            )
+        if backend.weight <= 0:
+            raise SettingsError(f"PYLON_BACKENDS: backend {backend.name!r}: weight must be above 0")
+        if backend.connect_timeout <= 0 or backend.read_timeout <= 0:
+            raise SettingsError(f"PYLON_BACKENDS: backend {backend.name!r}: timeouts must be above 0 seconds")
+    if inference.inference_max_body_size < 1024:
+        raise SettingsError(
+            "PYLON_INFERENCE_MAX_BODY_SIZE: expected at least 1024 bytes, "
+            f"got {inference.inference_max_body_size}"
+        )
+    if inference.max_tokens_limit < 1:
+        raise SettingsError(f"PYLON_MAX_TOKENS_LIMIT: expected at least 1, got {inference.max_tokens_limit}")
+    if inference.backend_health_interval <= 0:
+        raise SettingsError(
+            "PYLON_BACKEND_HEALTH_INTERVAL: expected seconds above 0, "
+            f"got {inference.backend_health_interval}"
+        )
+    if inference.backend_cooldown < 0:
+        raise SettingsError(
+            f"PYLON_BACKEND_COOLDOWN: expected 0 seconds or more, got {inference.backend_cooldown}"
+        )
 
 
 def mask_url(url: str) -> str:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from cli import backends as backends_commands
 from cli import chain as chain_commands
 from cli import chain_metadata
 from cli import config as config_commands
@@ -52,6 +53,7 @@ app.command()(localnet)
 app.command(name="post-ip")(post_ip)
 app.add_typer(weights_commands.app, name="weights")
 app.add_typer(keys_commands.app, name="keys")
+app.add_typer(backends_commands.app, name="backends")
 
 
 if __name__ == "__main__":

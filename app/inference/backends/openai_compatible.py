@@ -1,0 +1,195 @@
+"""Any OpenAI-compatible server (vLLM's `vllm serve`, llama.cpp server, TGI), spoken to over aiohttp.
+
+The non-streamed hot path forwards the client's bytes unchanged and returns the backend's bytes
+unchanged, decoding only `usage` (msgspec skips the rest without building objects). Streams are re-framed
+event by event so Pylon can read the final usage chunk, which it always asks for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import msgspec
+
+from app.inference.backends.base import (
+    Backend,
+    BackendFailure,
+    Endpoint,
+    UpstreamClientError,
+    UpstreamReply,
+    UpstreamStream,
+)
+from app.inference.schemas import StreamChunkEnvelope, UpstreamModelList, UsageCounts, UsageEnvelope
+from app.settings import BackendSettings
+
+PATHS: dict[Endpoint, str] = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+}
+_usage_decoder = msgspec.json.Decoder(UsageEnvelope)
+_chunk_decoder = msgspec.json.Decoder(StreamChunkEnvelope)
+_models_decoder = msgspec.json.Decoder(UpstreamModelList)
+_dict_decoder = msgspec.json.Decoder(dict)
+_encoder = msgspec.json.Encoder()
+
+
+def openai_base_url(base_url: str) -> str:
+    base = base_url.rstrip("/")
+    return base if base.endswith("/v1") else f"{base}/v1"
+
+
+def with_usage_requested(raw: bytes) -> bytes:
+    """The body with `stream_options.include_usage` on: Pylon counts tokens even when the client does not."""
+    body = _dict_decoder.decode(raw)
+    options = body.get("stream_options") or {}
+    if options.get("include_usage") is True:
+        return raw
+    body["stream_options"] = {**options, "include_usage": True}
+    return _encoder.encode(body)
+
+
+class OpenAIBackend(Backend):
+    def __init__(self, config: BackendSettings, session: aiohttp.ClientSession) -> None:
+        super().__init__(config)
+        self.session = session
+        self.base_url = openai_base_url(config.base_url)
+        self.urls = {endpoint: self.base_url + path for endpoint, path in PATHS.items()}
+        self.headers = {"Content-Type": "application/json"}
+        if config.api_key:
+            self.headers["Authorization"] = f"Bearer {config.api_key}"
+        self.timeout = aiohttp.ClientTimeout(total=config.read_timeout, sock_connect=config.connect_timeout)
+        # A stream may last long; each read waits at most read_timeout for the next bytes.
+        self.stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
+        )
+        self.probe_timeout = aiohttp.ClientTimeout(total=min(config.read_timeout, config.connect_timeout + 5))
+
+    async def list_models(self) -> list[str]:
+        try:
+            async with self.session.get(
+                self.base_url + "/models", headers=self.headers, timeout=self.probe_timeout
+            ) as response:
+                body = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BackendFailure(_describe(exc)) from exc
+        if response.status != 200:
+            raise BackendFailure(f"GET /models answered {response.status}", status=response.status)
+        try:
+            return [card.id for card in _models_decoder.decode(body).data]
+        except msgspec.DecodeError as exc:
+            raise BackendFailure("GET /models answered something that is not a model list") from exc
+
+    async def complete(self, endpoint: Endpoint, raw: bytes, request: msgspec.Struct) -> UpstreamReply:
+        try:
+            async with self.session.post(
+                self.urls[endpoint], data=raw, headers=self.headers, timeout=self.timeout
+            ) as response:
+                body = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BackendFailure(_describe(exc)) from exc
+        _raise_for_failure(status)
+        usage = None
+        if status == 200:
+            try:
+                usage = _usage_decoder.decode(body).usage
+            except msgspec.DecodeError as exc:
+                raise BackendFailure("the backend answered 200 with a body that is not JSON") from exc
+        return UpstreamReply(status=status, body=body, usage=usage)
+
+    async def open_stream(
+        self, endpoint: Endpoint, raw: bytes, request: msgspec.Struct, include_usage: bool
+    ) -> UpstreamStream:
+        body = with_usage_requested(raw)
+        try:
+            response = await self.session.post(
+                self.urls[endpoint], data=body, headers=self.headers, timeout=self.stream_timeout
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BackendFailure(_describe(exc)) from exc
+        if response.status != 200:
+            try:
+                error = await response.read()
+            except (aiohttp.ClientError, TimeoutError):
+                error = b""
+            finally:
+                response.release()
+            _raise_for_failure(response.status)
+            raise UpstreamClientError(response.status, error)
+        return SSEStream(response, include_usage)
+
+
+def _raise_for_failure(status: int) -> None:
+    if status >= 500:
+        raise BackendFailure(f"backend answered {status}", status=status)
+    if status == 429:
+        raise BackendFailure("backend answered 429 (busy)", status=status, cool_down=False)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class SSEStream(UpstreamStream):
+    """Server-sent events from the backend, one complete `data:` event per item."""
+
+    def __init__(self, response: aiohttp.ClientResponse, include_usage: bool) -> None:
+        self.response = response
+        self.include_usage = include_usage
+        self.usage: UsageCounts | None = None
+        self.chunks = 0
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        buffer = b""
+        data: list[bytes] = []
+        try:
+            async for piece in self.response.content.iter_any():
+                buffer += piece
+                # Events end with a blank line; servers use \n or \r\n (sse-starlette does the latter).
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    line = line.rstrip(b"\r")
+                    if line.startswith(b"data:"):
+                        data.append(line[5:].lstrip(b" "))
+                    elif not line and data:
+                        event = self._event(b"\n".join(data))
+                        data = []
+                        if event is not None:
+                            yield event
+        except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            raise BackendFailure(f"stream broke: {_describe(exc)}") from exc
+        if data:
+            event = self._event(b"\n".join(data))
+            if event is not None:
+                yield event
+
+    def _event(self, payload: bytes) -> bytes | None:
+        if payload == b"[DONE]":
+            return None
+        if b'"usage"' in payload:
+            try:
+                chunk = _chunk_decoder.decode(payload)
+            except msgspec.DecodeError:
+                chunk = None
+            if chunk is not None and chunk.usage is not None:
+                self.usage = chunk.usage
+                # The usage-only chunk was asked for by Pylon, not the client: keep it to ourselves.
+                if not chunk.choices and not self.include_usage:
+                    return None
+            if chunk is not None and chunk.choices:
+                self.chunks += 1
+        else:
+            self.chunks += 1
+        return b"data: " + payload + b"\n\n"
+
+    async def aclose(self) -> None:
+        # close(), not release(): an unfinished stream must drop the connection so the backend stops.
+        self.response.close()

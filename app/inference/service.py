@@ -1,0 +1,310 @@
+"""The inference service: validate, pick a backend, fail over, count tokens, report usage.
+
+Controllers hand it the raw body; the CLI uses its router for `pylon backends list`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import msgspec
+import structlog
+
+from app.auth.context import Usage, principal_of, report_usage
+from app.inference import metrics
+from app.inference.backends.base import Backend, BackendFailure, Endpoint, UpstreamClientError, UpstreamStream
+from app.inference.backends.ollama import OllamaBackend
+from app.inference.backends.openai_compatible import OpenAIBackend
+from app.inference.errors import InferenceError, error_body
+from app.inference.router import BackendRouter, BackendState
+from app.inference.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    ModelCard,
+    ModelList,
+    UsageCounts,
+)
+from app.settings import InferenceSettings
+
+log = structlog.get_logger(__name__)
+
+DECODERS: dict[Endpoint, msgspec.json.Decoder[Any]] = {
+    "chat": msgspec.json.Decoder(ChatCompletionRequest),
+    "completions": msgspec.json.Decoder(CompletionRequest),
+    "embeddings": msgspec.json.Decoder(EmbeddingRequest),
+}
+_PARAM = re.compile(r"at `\$\.?([^`]*)`")
+DONE = b"data: [DONE]\n\n"
+CONTENT_ROLES = frozenset({"system", "developer", "user"})
+
+
+def build_backends(settings: InferenceSettings, session: aiohttp.ClientSession) -> list[Backend]:
+    backends: list[Backend] = []
+    for config in settings.backends:
+        if config.kind == "ollama":
+            backends.append(OllamaBackend(config))
+        else:
+            backends.append(OpenAIBackend(config, session))
+    return backends
+
+
+def new_session() -> aiohttp.ClientSession:
+    """The worker's one upstream connection pool (see the README for why aiohttp and not httpx)."""
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
+    # limit=0: the number of upstream connections follows the number of requests in flight; a cap here
+    # would queue requests inside Pylon where nobody sees them.
+    return aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+
+
+class InferenceService:
+    def __init__(self, router: BackendRouter, settings: InferenceSettings) -> None:
+        self.router = router
+        self.settings = settings
+
+    # --- validation ---
+
+    def parse(self, endpoint: Endpoint, raw: bytes) -> Any:
+        """The body as its Struct, or a 400 naming the offending field; garbage is never forwarded."""
+        if not raw:
+            raise InferenceError(400, "the request body is empty; send a JSON object", code="invalid_body")
+        try:
+            request = DECODERS[endpoint].decode(raw)
+        except msgspec.ValidationError as exc:
+            match = _PARAM.search(str(exc))
+            raise InferenceError(
+                400, f"invalid request: {exc}", code="invalid_value", param=match.group(1) if match else None
+            ) from None
+        except msgspec.DecodeError as exc:
+            raise InferenceError(
+                400, f"the request body is not valid JSON: {exc}", code="invalid_json"
+            ) from None
+        limit = self.settings.max_tokens_limit
+        for name in ("max_tokens", "max_completion_tokens"):
+            value = getattr(request, name, None)
+            if value is not None and value > limit:
+                raise InferenceError(
+                    400,
+                    f"{name} is {value}; at most {limit} is allowed here",
+                    code="invalid_value",
+                    param=name,
+                )
+        if endpoint != "chat":
+            items = request.prompt if endpoint == "completions" else request.input
+            param = "prompt" if endpoint == "completions" else "input"
+            if not isinstance(items, str):
+                if not items:
+                    raise InferenceError(400, f"{param} must not be empty", code="invalid_value", param=param)
+                kinds = {type(item) for item in items}
+                if len(kinds) > 1:
+                    raise InferenceError(
+                        400, f"{param}: mix of strings and token ids", code="invalid_value", param=param
+                    )
+        if endpoint == "chat":
+            for index, message in enumerate(request.messages):
+                if message.role in CONTENT_ROLES and message.content is None:
+                    raise InferenceError(
+                        400,
+                        f"messages[{index}]: a {message.role} message needs content",
+                        code="invalid_value",
+                        param=f"messages[{index}].content",
+                    )
+        return request
+
+    def authorize_model(self, scope: Any, model: str) -> None:
+        principal = principal_of(scope)
+        if principal is not None and not principal.allows_model(model):
+            raise InferenceError(
+                403, f"this key may not use the model '{model}'", code="model_not_allowed", param="model"
+            )
+
+    # --- models ---
+
+    def model_list(self) -> ModelList:
+        return ModelList(data=[ModelCard(id=model) for model in self.router.models()])
+
+    def model_card(self, model: str) -> ModelCard:
+        if not self.router.serves(model):
+            raise InferenceError(
+                404, f"The model '{model}' does not exist", code="model_not_found", param="model"
+            )
+        return ModelCard(id=model)
+
+    # --- dispatch ---
+
+    async def complete(self, scope: Any, endpoint: Endpoint, raw: bytes, request: Any) -> tuple[int, bytes]:
+        """A non-streamed answer: (status, body bytes) from the first backend that answers."""
+        model: str = request.model
+        started = time.perf_counter()
+        last: BackendFailure | None = None
+        for state in self.router.candidates(model):
+            state.in_flight += 1
+            try:
+                reply = await state.backend.complete(endpoint, raw, request)
+            except BackendFailure as failure:
+                last = failure
+                self._failed(state, failure)
+                continue
+            except UpstreamClientError as refused:
+                metrics.child(metrics.REQUESTS_TOTAL, model, state.name, endpoint, "client_error").inc()
+                return refused.status, refused.body
+            finally:
+                state.in_flight -= 1
+            self._account(scope, model, state.name, endpoint, reply.usage, None)
+            metrics.child(metrics.DURATION, model, state.name, endpoint).observe(
+                time.perf_counter() - started
+            )
+            metrics.child(
+                metrics.REQUESTS_TOTAL,
+                model,
+                state.name,
+                endpoint,
+                "ok" if reply.status < 400 else "client_error",
+            ).inc()
+            return reply.status, reply.body
+        raise self._exhausted(model, endpoint, last)
+
+    async def open_stream(
+        self, scope: Any, endpoint: Endpoint, raw: bytes, request: Any
+    ) -> AsyncIterator[bytes] | tuple[int, bytes]:
+        """Start a stream on the first backend that produces its first event, else the error to answer.
+
+        Nothing reaches the client until a backend has produced an event, so a backend failing before
+        that is retried on the next one.
+        """
+        model: str = request.model
+        include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        started = time.perf_counter()
+        last: BackendFailure | None = None
+        for state in self.router.candidates(model):
+            state.in_flight += 1
+            stream: UpstreamStream | None = None
+            try:
+                stream = await state.backend.open_stream(endpoint, raw, request, include_usage)
+                events = aiter(stream)
+                try:
+                    first: bytes | None = await anext(events)
+                except StopAsyncIteration:
+                    first = None
+            except BackendFailure as failure:
+                await self._abandon(state, stream)
+                last = failure
+                self._failed(state, failure)
+                continue
+            except UpstreamClientError as refused:
+                await self._abandon(state, stream)
+                metrics.child(metrics.REQUESTS_TOTAL, model, state.name, endpoint, "client_error").inc()
+                return refused.status, refused.body
+            except BaseException:
+                # The client left while we waited (cancellation): drop the upstream request too.
+                await self._abandon(state, stream)
+                raise
+            metrics.child(metrics.TIME_TO_FIRST_TOKEN, model, state.name, endpoint).observe(
+                time.perf_counter() - started
+            )
+            return self._relay(scope, endpoint, model, state, stream, events, first, started)
+        raise self._exhausted(model, endpoint, last)
+
+    async def _relay(
+        self,
+        scope: Any,
+        endpoint: Endpoint,
+        model: str,
+        state: BackendState,
+        stream: UpstreamStream,
+        events: AsyncIterator[bytes],
+        first: bytes | None,
+        started: float,
+    ) -> AsyncIterator[bytes]:
+        outcome = "client_disconnected"
+        accounted = False
+        try:
+            if first is not None:
+                yield first
+                async for event in events:
+                    yield event
+            outcome = "ok"
+            self._account(scope, model, state.name, endpoint, stream.usage, stream)
+            accounted = True
+            yield DONE
+        except BackendFailure as failure:
+            # Bytes already went out: no failover now. OpenAI's SDKs raise on an `error` event.
+            outcome = "backend_error"
+            self._failed(state, failure, failover=False)
+            self._account(scope, model, state.name, endpoint, stream.usage, stream)
+            accounted = True
+            yield (
+                b"data: "
+                + error_body(502, f"the backend failed mid-stream: {failure.reason}", "backend_error")
+                + b"\n\n"
+            )
+        finally:
+            state.in_flight -= 1
+            # Closing (not releasing) the upstream response cancels the backend's generation.
+            await stream.aclose()
+            if not accounted:
+                self._account(scope, model, state.name, endpoint, stream.usage, stream)
+            metrics.child(metrics.DURATION, model, state.name, endpoint).observe(
+                time.perf_counter() - started
+            )
+            metrics.child(metrics.REQUESTS_TOTAL, model, state.name, endpoint, outcome).inc()
+            if outcome == "client_disconnected":
+                log.info("inference_stream_cancelled", model=model, backend=state.name)
+
+    # --- helpers ---
+
+    async def _abandon(self, state: BackendState, stream: UpstreamStream | None) -> None:
+        state.in_flight -= 1
+        if stream is not None:
+            await stream.aclose()
+
+    def _failed(self, state: BackendState, failure: BackendFailure, failover: bool = True) -> None:
+        reason = "busy" if failure.status == 429 else "status_5xx" if failure.status else "unreachable"
+        metrics.FAILOVERS_TOTAL.labels(state.name, reason).inc()
+        log.warning(
+            "backend_request_failed",
+            backend=state.name,
+            reason=failure.reason,
+            failover=failover,
+            status=failure.status,
+        )
+        self.router.failed(state, failure)
+
+    def _exhausted(self, model: str, endpoint: Endpoint, last: BackendFailure | None) -> InferenceError:
+        metrics.child(metrics.REQUESTS_TOTAL, model, "none", endpoint, "unavailable").inc()
+        retry_after = max(1, int(self.router.cooldown if last is None or last.cool_down else 1))
+        reason = last.reason if last else "no backend answered"
+        return InferenceError(
+            503,
+            f"no backend for '{model}' could answer ({reason}); retry later",
+            code="backends_unavailable",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    def _account(
+        self,
+        scope: Any,
+        model: str,
+        backend: str,
+        endpoint: Endpoint,
+        usage: UsageCounts | None,
+        stream: UpstreamStream | None,
+    ) -> None:
+        if usage is not None:
+            prompt, completion = usage.prompt_tokens, usage.completion_tokens
+        elif stream is not None:
+            # The backend never reported usage (or the stream was cut): count content chunks, ~1 token each.
+            prompt, completion = 0, stream.chunks
+        else:
+            return
+        report_usage(
+            scope, Usage(model=model, backend=backend, prompt_tokens=prompt, completion_tokens=completion)
+        )
+        if prompt:
+            metrics.child(metrics.TOKENS_TOTAL, model, backend, "prompt").inc(prompt)
+        if completion:
+            metrics.child(metrics.TOKENS_TOTAL, model, backend, "completion").inc(completion)
