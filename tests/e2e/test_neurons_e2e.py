@@ -14,7 +14,8 @@ def test_served_metagraph_advances_with_the_simulated_chain(
     live_server_factory: Callable[..., LiveServer],
 ) -> None:
     server = live_server_factory(PYLON_LOCAL_BLOCK_TIME="0.3").start()
-    with httpx.Client(base_url=server.url, timeout=5) as http:
+    admin = {"Authorization": "Bearer test-admin-token"}
+    with httpx.Client(base_url=server.url, timeout=5, headers=admin) as http:
         first = http.get("/api/v1/subnet/1/neurons/latest")
         assert first.status_code == 200, first.text
         body = first.json()

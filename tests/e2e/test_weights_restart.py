@@ -14,6 +14,9 @@ import httpx
 
 from tests.conftest import LiveServer
 
+# envs/test.env's bootstrap admin token.
+ADMIN = {"Authorization": "Bearer test-admin-token"}
+
 FAST_RETRIES = {
     "PYLON_WEIGHTS_COALESCE_SECONDS": "0",
     "PYLON_WEIGHTS_POLL_INTERVAL": "0.1",
@@ -60,7 +63,7 @@ def wait_job(
     deadline = time.monotonic() + timeout
     job: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        job = httpx.get(f"{server.url}/api/v1/weights/jobs/{job_id}", timeout=5).json()
+        job = httpx.get(f"{server.url}/api/v1/weights/jobs/{job_id}", headers=ADMIN, timeout=5).json()
         if until(job):
             return job
         time.sleep(0.1)
@@ -78,7 +81,9 @@ def test_sigkill_then_restart_sets_weights(live_server_factory: Callable[..., Li
 
     chain = SimulatedChainClient.from_settings(load_settings(failing.env).chain)
     target = chain.chain.subnet(1).neurons[3].hotkey
-    response = httpx.put(f"{failing.url}/api/v1/subnet/weights", json={"weights": {target: 1.0}}, timeout=10)
+    response = httpx.put(
+        f"{failing.url}/api/v1/subnet/weights", json={"weights": {target: 1.0}}, headers=ADMIN, timeout=10
+    )
     assert response.status_code == 202
     assert response.json()["detail"] == "weights update scheduled" and response.json()["count"] == 1
     job_id = response.json()["job_id"]
@@ -88,5 +93,5 @@ def test_sigkill_then_restart_sets_weights(live_server_factory: Callable[..., Li
     restarted = live_server_factory(**FAST_RETRIES).start()
     job = wait_job(restarted, job_id, lambda j: j["status"] not in ("pending", "running"))
     assert job["status"] == "set", job
-    last = httpx.get(f"{restarted.url}/api/v1/subnet/1/weights/last", timeout=5).json()
+    last = httpx.get(f"{restarted.url}/api/v1/subnet/1/weights/last", headers=ADMIN, timeout=5).json()
     assert last["job_id"] == job_id and last["block"] == job["applied_block"]

@@ -14,6 +14,9 @@ import httpx
 from tests.conftest import PROJECT_ROOT, LiveServer
 from tests.e2e.test_weights_restart import wait_job
 
+# envs/test.env's bootstrap admin token.
+ADMIN = {"Authorization": "Bearer test-admin-token"}
+
 ENV = {
     "PYLON_WORKERS": "2",
     "PYLON_LOCAL_NEURONS": "16",
@@ -25,12 +28,14 @@ ENV = {
 
 def test_burst_across_two_workers_applies_one_job(live_server_factory: Callable[..., LiveServer]) -> None:
     server = live_server_factory(**ENV).start()
-    neurons = httpx.get(f"{server.url}/api/v1/subnet/1/neurons/latest", timeout=10).json()["neurons"]
+    neurons = httpx.get(f"{server.url}/api/v1/subnet/1/neurons/latest", headers=ADMIN, timeout=10).json()[
+        "neurons"
+    ]
     keys = list(neurons)[:8]
 
     def put(i: int) -> int:
         body = {"weights": {key: float((i + n) % 5 + 1) for n, key in enumerate(keys)}}
-        response = httpx.put(f"{server.url}/api/v1/subnet/1/weights", json=body, timeout=10)
+        response = httpx.put(f"{server.url}/api/v1/subnet/1/weights", json=body, headers=ADMIN, timeout=10)
         assert response.status_code == 202, response.text
         return int(response.json()["job_id"])
 
@@ -39,13 +44,17 @@ def test_burst_across_two_workers_applies_one_job(live_server_factory: Callable[
     newest = max(ids)
     job = wait_job(server, newest, lambda j: j["status"] not in ("pending", "running"))
     assert job["status"] == "set", job
-    listed = httpx.get(f"{server.url}/api/v1/weights/jobs", params={"netuid": 1, "limit": 500}, timeout=10)
+    listed = httpx.get(
+        f"{server.url}/api/v1/weights/jobs", params={"netuid": 1, "limit": 500}, headers=ADMIN, timeout=10
+    )
     statuses = Counter(j["status"] for j in listed.json()["jobs"])
     assert statuses == {"set": 1, "superseded": 99}, statuses
 
     # A job made by the CLI (no HTTP) is applied by the running server's worker.
     weights_file = server.log_path.parent / "weights.json"
-    subnet2 = httpx.get(f"{server.url}/api/v1/subnet/2/neurons/latest", timeout=10).json()["neurons"]
+    subnet2 = httpx.get(f"{server.url}/api/v1/subnet/2/neurons/latest", headers=ADMIN, timeout=10).json()[
+        "neurons"
+    ]
     weights_file.write_text(json.dumps({next(iter(subnet2)): 1.0, "5NotOnSubnet2": 1.0}))
     created = subprocess.run(
         [

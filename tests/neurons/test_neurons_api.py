@@ -33,6 +33,7 @@ def chain_app(settings_factory: SettingsFactory) -> Litestar:
 @pytest.fixture
 async def api(chain_app: Litestar) -> AsyncIterator[AsyncTestClient]:
     async with AsyncTestClient(app=chain_app) as client:
+        client.headers["Authorization"] = f"Bearer {chain_app.state.settings.auth.admin_token}"
         yield client
 
 
