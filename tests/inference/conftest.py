@@ -96,8 +96,9 @@ def fake_backend(fake_backend_factory: FakeBackendFactory) -> FakeBackend:
 
 @pytest.fixture
 def inference_headers() -> dict[str, str]:
-    """Headers every inference request carries (an API key's Authorization header once keys are enforced)."""
-    return {}
+    """Headers every inference request carries: envs/test.env's bootstrap admin token (tests of keys
+    minted with the `inference` scope mint their own)."""
+    return {"Authorization": "Bearer test-admin-token"}
 
 
 def backends_env(*backends: dict[str, Any], **extra: str) -> dict[str, str]:

@@ -262,21 +262,17 @@ async def test_all_backends_down_is_503_with_retry_after(fake_backend, pylon_fac
 
 
 async def test_principal_model_allowlist_is_enforced(fake_backend, pylon_factory):
-    from app.auth.context import Principal
-
-    async with pylon_factory(**backends_env(openai_backend("a", fake_backend))) as pylon:
-        inner = pylon.app
-
-        async def with_principal(scope, receive, send):
-            scope.setdefault("state", {})["pylon_principal"] = Principal(
-                kind="api_key", id="k1", scopes=frozenset({"inference"}), models=frozenset({"other"})
-            )
-            await inner(scope, receive, send)
-
-        pylon.app = with_principal  # type: ignore[assignment]
-        async with pylon.client() as client:
-            refused = await client.post("/v1/chat/completions", json=CHAT)
-            listing = await client.get("/v1/models")
+    async with (
+        pylon_factory(**backends_env(openai_backend("a", fake_backend))) as pylon,
+        pylon.client() as client,
+    ):
+        minted = await client.post(
+            "/api/v1/keys", json={"name": "narrow", "scopes": ["inference"], "models": ["other"]}
+        )
+        assert minted.status_code == 201, minted.text
+        narrow = {"Authorization": f"Bearer {minted.json()['key']}"}
+        refused = await client.post("/v1/chat/completions", json=CHAT, headers=narrow)
+        listing = await client.get("/v1/models", headers=narrow)
     assert_openai_error(refused, 403, "model_not_allowed")
     assert listing.json()["data"] == []
     assert fake_backend.stats()["requests"] == 0
