@@ -71,9 +71,22 @@ async def _key(runtime: Any, token: str) -> CachedKey:
     return cached
 
 
+def _refuse_disabled_metrics(connection: ASGIConnection, admin_token: str) -> None:
+    """bittensor-pylon's contract: /metrics is closed (403) while PYLON_METRICS_TOKEN is unset; only an API
+    key (with `metrics:read`) or the admin token still opens it."""
+    raw = connection.headers.get("authorization", "")
+    token = raw.partition(" ")[2].strip() if raw else connection.headers.get("x-api-key", "")
+    if parse_key(token) is None and not _matches(token, admin_token):
+        raise PermissionDeniedException(
+            "metrics are disabled: set PYLON_METRICS_TOKEN, or call with an API key that has 'metrics:read'"
+        )
+
+
 async def _authenticate(connection: ASGIConnection, handler: BaseRouteHandler) -> Principal | CachedKey:
     state = connection.app.state
     settings = state.settings
+    if handler.opt.get("metrics_token") and not settings.auth.metrics_token:
+        _refuse_disabled_metrics(connection, settings.auth.admin_token)
     token = _credential(connection)
     if token is not None:
         if _matches(token, settings.auth.admin_token):
@@ -93,11 +106,6 @@ async def _authenticate(connection: ASGIConnection, handler: BaseRouteHandler) -
             AUTH_FAILURES.labels("epistula").inc()
             raise
         return Principal(kind="epistula", id=hotkey, scopes=EPISTULA_SCOPES)
-    if handler.opt.get("metrics_token") and not settings.auth.metrics_token:
-        # bittensor-pylon's contract: /metrics is closed (403) while no metrics token is configured.
-        raise PermissionDeniedException(
-            "metrics are disabled: set PYLON_METRICS_TOKEN, or call with an API key that has 'metrics:read'"
-        )
     accepted = "an API key (Authorization: Bearer pylon_...)"
     if handler.opt.get("epistula"):
         accepted += " or an Epistula v2 signature"

@@ -52,6 +52,7 @@ def weights_app_factory(weights_settings: Callable[..., Settings]) -> Callable[.
 @pytest.fixture
 async def wclient(weights_app_factory: Callable[..., Litestar]) -> AsyncIterator[AsyncTestClient]:
     async with AsyncTestClient(app=weights_app_factory()) as client:
+        client.headers["Authorization"] = "Bearer test-admin-token"  # envs/test.env's admin token
         yield client
 
 

@@ -61,6 +61,7 @@ async def test_commit_reveal_subnet_commits_instead_of_setting(
     weights_app_factory: Callable[..., Litestar],
 ) -> None:
     async with AsyncTestClient(app=weights_app_factory(PYLON_LOCAL_COMMIT_REVEAL="true")) as client:
+        client.headers["Authorization"] = "Bearer test-admin-token"  # envs/test.env
         keys = await hotkeys(client)
         response = await client.put(
             "/api/v1/subnet/1/weights", json={"weights": {keys[0]: 1.0, keys[1]: 1.0}}
@@ -78,6 +79,7 @@ async def test_commit_reveal_subnet_commits_instead_of_setting(
 async def test_default_netuid_route_uses_pylon_netuid(weights_app_factory: Callable[..., Litestar]) -> None:
     app = weights_app_factory(PYLON_LOCAL_NETUIDS="1,2", PYLON_NETUID="2")
     async with AsyncTestClient(app=app) as client:
+        client.headers["Authorization"] = "Bearer test-admin-token"  # envs/test.env
         keys = await hotkeys(client, netuid=2)
         response = await client.put("/api/v1/subnet/weights", json={"weights": {keys[0]: 1.0}})
         assert response.status_code == 202
@@ -115,6 +117,7 @@ async def test_rate_limited_job_expires_when_its_epoch_ends(
     # Epochs of 11 blocks, but weights may be set only every 1000 blocks: the second job cannot land.
     app = weights_app_factory(PYLON_LOCAL_TEMPO="10", PYLON_LOCAL_WEIGHTS_RATE_LIMIT="1000")
     async with AsyncTestClient(app=app) as client:
+        client.headers["Authorization"] = "Bearer test-admin-token"  # envs/test.env
         keys = await hotkeys(client)
         first = await client.put("/api/v1/subnet/1/weights", json={"weights": {keys[0]: 1.0}})
         assert (await wait_job(client, first.json()["job_id"]))["status"] == "set"
@@ -151,6 +154,7 @@ async def test_job_whose_hotkeys_are_all_unknown_fails_with_a_reason(wclient: As
 
 async def test_newer_put_supersedes_a_pending_job(weights_app_factory: Callable[..., Litestar]) -> None:
     async with AsyncTestClient(app=weights_app_factory(PYLON_WEIGHTS_COALESCE_SECONDS="0.5")) as client:
+        client.headers["Authorization"] = "Bearer test-admin-token"  # envs/test.env
         keys = await hotkeys(client)
         ids = []
         for key in keys[:3]:
@@ -174,6 +178,7 @@ async def test_newer_put_supersedes_a_pending_job(weights_app_factory: Callable[
 
 async def test_validation_errors_are_clear(weights_app_factory: Callable[..., Litestar]) -> None:
     async with AsyncTestClient(app=weights_app_factory(PYLON_LOCAL_NEURONS="4")) as client:
+        client.headers["Authorization"] = "Bearer test-admin-token"  # envs/test.env
         url = "/api/v1/subnet/1/weights"
         cases = [
             ({"weights": {}}, 422, "must not be empty"),
@@ -216,6 +221,7 @@ async def test_weights_land_with_postgres(
     weights_app_factory: Callable[..., Litestar], postgres_url: str
 ) -> None:
     async with AsyncTestClient(app=weights_app_factory(PYLON_DB_URL=postgres_url)) as client:
+        client.headers["Authorization"] = "Bearer test-admin-token"  # envs/test.env
         keys = await hotkeys(client)
         first = await client.put("/api/v1/subnet/1/weights", json={"weights": {keys[0]: 1.0, keys[1]: 2.0}})
         job = await wait_job(client, first.json()["job_id"])
