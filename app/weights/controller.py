@@ -15,7 +15,7 @@ from typing import Annotated
 import structlog
 from litestar import Controller, Request, get, put
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_422_UNPROCESSABLE_ENTITY
 
 from app.auth.context import Principal, principal_of
@@ -74,7 +74,7 @@ def _service(request: Request) -> WeightsService:
 
 
 async def _submit(
-    request: Request, identity: str | None, netuid: int, data: SetWeightsRequest
+    request: Request, identity: str | None, netuid: int, data: JSONBody[SetWeightsRequest]
 ) -> SetWeightsResponse:
     service = _service(request)
     name = identity_for(principal_of(request), identity, netuid)
@@ -104,7 +104,7 @@ class WeightsController(Controller):
 
     @put("/api/v1/subnet/weights", status_code=HTTP_202_ACCEPTED, opt={"scope": Scope.WEIGHTS_WRITE})
     async def put_weights_default_netuid(
-        self, request: Request, data: SetWeightsRequest
+        self, request: Request, data: JSONBody[SetWeightsRequest]
     ) -> SetWeightsResponse:
         """Schedule weights on the default subnet (`PYLON_NETUID`), as bittensor-pylon's client calls it.
 
@@ -118,7 +118,9 @@ class WeightsController(Controller):
         status_code=HTTP_202_ACCEPTED,
         opt={"scope": Scope.WEIGHTS_WRITE},
     )
-    async def put_weights(self, request: Request, netuid: int, data: SetWeightsRequest) -> SetWeightsResponse:
+    async def put_weights(
+        self, request: Request, netuid: int, data: JSONBody[SetWeightsRequest]
+    ) -> SetWeightsResponse:
         """Schedule weights `{hotkey: weight}` on a subnet for the default identity (or the key's identity).
 
         Hotkeys not on the subnet are accepted and listed in `skipped_hotkeys`. A newer PUT for the same
@@ -132,7 +134,7 @@ class WeightsController(Controller):
         opt={"scope": Scope.WEIGHTS_WRITE},
     )
     async def put_identity_weights(
-        self, request: Request, identity: str, netuid: int, data: SetWeightsRequest
+        self, request: Request, identity: str, netuid: int, data: JSONBody[SetWeightsRequest]
     ) -> SetWeightsResponse:
         """Schedule weights signed by a named identity's hotkey (`PYLON_IDENTITIES`)."""
         return await _submit(request, identity, netuid, data)
