@@ -59,6 +59,10 @@ async def start_weights(app: Litestar, engine: AsyncEngine) -> WeightsRuntime:
     if default is not None:
         # Pylon's own wallet: certificates/self signs with it (None: those routes answer 503).
         app.state.wallet = default.wallet
+        # Epistula: callers sign for this hotkey unless PYLON_EPISTULA_HOTKEY names another.
+        keys_runtime = app.state.get("keys_runtime")
+        if keys_runtime is not None and keys_runtime.epistula.use_default_hotkey(default.hotkey_ss58):
+            log.info("epistula_signed_for_default_identity", hotkey=default.hotkey_ss58)
     service = WeightsService(settings, engine, chain, identities, metagraph=app.state.get("metagraph"))
     app.state.weights = service
     worker = None
