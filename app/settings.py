@@ -86,7 +86,8 @@ class KeysSettings(Section, frozen=True, kw_only=True):
 
 class EpistulaSettings(Section, frozen=True, kw_only=True):
     env_prefix: ClassVar[str] = "PYLON_EPISTULA_"
-    # This Pylon's ss58 hotkey: requests must be signed for it. Empty disables Epistula.
+    # This Pylon's ss58 hotkey: requests must be signed for it. Empty: the default identity's hotkey
+    # (PYLON_WALLET_*, or the dev wallet with PYLON_NETWORK=local); with no default identity, Epistula is off.
     hotkey: str = ""
     # Callers must be registered on this subnet; None means PYLON_NETUID.
     netuid: int | None = None
@@ -94,8 +95,8 @@ class EpistulaSettings(Section, frozen=True, kw_only=True):
     window: float = 8.0
     require_validator_permit: bool = False
     min_stake: float = 0.0
-    # Static hotkey directory until the metagraph cache is plugged in: `ss58` or `ss58:stake` entries,
-    # each registered with a validator permit.
+    # A static hotkey directory instead of the metagraph: `ss58` or `ss58:stake` entries, each registered
+    # with a validator permit. Empty: signers are checked against the metagraph of the netuid above.
     hotkeys: list[str] = msgspec.field(default_factory=list)
     # Most (signed_by, uuid) pairs remembered at once; beyond it new signed requests get 429.
     replay_capacity: int = 100_000

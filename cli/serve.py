@@ -6,12 +6,15 @@ import multiprocessing
 import os
 import shutil
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cli.errors import CliError, err_console, handle_errors
 from cli.options import EnvFileOption
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,6 +101,7 @@ def serve(
     configure_logging(settings.logging, redact=redact)
     if migrate:
         migrations(settings).upgrade("head")
+    _log_signing_identity(settings)
     reload_options: dict[str, Any] = {}
     if reload:
         reload_options = _reload_options()
@@ -125,3 +129,28 @@ def serve(
         server.serve()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _log_signing_identity(settings: Settings) -> None:
+    """One line saying which hotkey weights, certificates and Epistula's Signed-For use (public keys only)."""
+    import structlog
+
+    from app.settings import DEFAULT_IDENTITY
+    from app.weights.identities import IdentityError, load_identities
+
+    log = structlog.get_logger("cli.serve")
+    try:
+        identities = load_identities(settings)
+    except IdentityError as exc:
+        # The workers fail on it with the same message; say it once here too.
+        log.warning("signing_identity_unreadable", error=str(exc))
+        return
+    default = identities.get(DEFAULT_IDENTITY)
+    log.info(
+        "signing_identity",
+        identity=DEFAULT_IDENTITY if default else None,
+        hotkey=default.hotkey_ss58 if default else None,
+        wallet=default.wallet.name if default else None,
+        others=sorted(name for name in identities if name != DEFAULT_IDENTITY),
+        epistula_signed_for=settings.epistula.hotkey or (default.hotkey_ss58 if default else None),
+    )

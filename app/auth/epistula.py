@@ -164,6 +164,14 @@ class EpistulaVerifier:
         self.replay = ReplayGuard(ttl=2 * settings.window, capacity=settings.replay_capacity)
         self._keypairs: OrderedDict[str, Keypair] = OrderedDict()
 
+    def use_default_hotkey(self, ss58: str) -> bool:
+        """Accept requests signed for `ss58` (the default identity's hotkey) unless PYLON_EPISTULA_HOTKEY
+        names one; returns whether it was taken."""
+        if self.own_hotkey:
+            return False
+        self.own_hotkey = ss58
+        return True
+
     def keypair(self, ss58: str) -> Keypair:
         keypair = self._keypairs.get(ss58)
         if keypair is None:
@@ -180,7 +188,8 @@ class EpistulaVerifier:
         """Return the signer's hotkey, or raise a 400/401/403/429 that says what is wrong."""
         if not self.own_hotkey:
             raise NotAuthorizedException(
-                "Epistula is not enabled on this Pylon (PYLON_EPISTULA_HOTKEY is unset)"
+                "Epistula is not enabled on this Pylon "
+                "(PYLON_EPISTULA_HOTKEY is unset and there is no default wallet)"
             )
         version = headers.get(H_VERSION)
         if version != VERSION:

@@ -45,6 +45,7 @@ from app.chain.client import (
     SubnetState,
     UnknownNetuid,
     WeightCommit,
+    float_to_u16,
     hotkey_of,
 )
 
@@ -459,10 +460,10 @@ class TurbobtChainClient(ChainClient):
                 raise ExtrinsicFailed(name, str(exc)) from exc
             raise
 
-    def _result(self, reveal_round: int | None = None) -> ExtrinsicResult:
-        # turbobt's helpers wait for finalization but return no block or extrinsic hash.
+    def _result(self, reveal_round: int | None = None, extrinsic_hash: str = "") -> ExtrinsicResult:
+        # turbobt's helpers wait for finalization but return no block (nor, for commits and axons, the hash).
         return ExtrinsicResult(
-            block=self._last_head, extrinsic_hash="", success=True, reveal_round=reveal_round
+            block=self._last_head, extrinsic_hash=extrinsic_hash, success=True, reveal_round=reveal_round
         )
 
     async def set_weights(
@@ -474,11 +475,19 @@ class TurbobtChainClient(ChainClient):
     ) -> ExtrinsicResult:
         wallet = _as_wallet(signer)
 
-        async def submit(bt: Any) -> None:
-            await bt.subnet(netuid).weights.set(dict(weights), version_key=version_key, wallet=wallet)
+        async def submit(bt: Any) -> str:
+            # What turbobt's `weights.set` does (max-upscale to u16, mechanism 0), keeping the extrinsic so
+            # the job records its hash.
+            top = max(weights.values(), default=0.0)
+            scaled = {uid: float_to_u16(value / top) if top else 0 for uid, value in weights.items()}
+            extrinsic = await bt.subtensor.subtensor_module.set_mechanism_weights(
+                netuid, list(scaled), 0, list(scaled.values()), version_key=version_key, wallet=wallet
+            )
+            await extrinsic.wait_for_finalization()
+            return "0x" + bytes(extrinsic.extrinsic.extrinsic_hash).hex()
 
-        await self._extrinsic("set_weights", netuid, submit)
-        return self._result()
+        extrinsic_hash = await self._extrinsic("set_weights", netuid, submit)
+        return self._result(extrinsic_hash=extrinsic_hash)
 
     async def commit_weights(
         self,

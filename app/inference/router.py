@@ -185,6 +185,7 @@ class BackendRouter:
         if not statuses:
             return CheckResult(status="ok", detail="no backends configured", data={})
         up = [status for status in statuses if status.healthy]
-        # Some models may still be served while one backend is down: degraded, not down.
-        result: CheckStatus = "ok" if len(up) == len(statuses) else "down" if not up else "degraded"
+        # Degraded, never down, even with every backend down: Pylon still serves neurons and weights, so a
+        # load balancer must keep routing to it (the /v1 routes answer 503 with Retry-After meanwhile).
+        result: CheckStatus = "ok" if len(up) == len(statuses) else "degraded"
         return CheckResult(status=result, detail=f"{len(up)}/{len(statuses)} backends healthy", data=data)

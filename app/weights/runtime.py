@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.chain.client import ChainClient
 from app.chain.lifespan import build_chain_client
 from app.chain.simulated import SimulatedChainClient
-from app.settings import Settings
+from app.settings import DEFAULT_IDENTITY, Settings
 from app.weights.identities import Identity, load_identities
 from app.weights.service import WeightsService, WeightsWorker
 
@@ -55,6 +55,14 @@ async def start_weights(app: Litestar, engine: AsyncEngine) -> WeightsRuntime:
         # Test and demo switch: every chain call fails as if the node were down (PYLON_LOCAL_UNREACHABLE).
         chain.unreachable = True
     register_local_validators(chain, identities)
+    default = identities.get(DEFAULT_IDENTITY)
+    if default is not None:
+        # Pylon's own wallet: certificates/self signs with it (None: those routes answer 503).
+        app.state.wallet = default.wallet
+        # Epistula: callers sign for this hotkey unless PYLON_EPISTULA_HOTKEY names another.
+        keys_runtime = app.state.get("keys_runtime")
+        if keys_runtime is not None and keys_runtime.epistula.use_default_hotkey(default.hotkey_ss58):
+            log.info("epistula_signed_for_default_identity", hotkey=default.hotkey_ss58)
     service = WeightsService(settings, engine, chain, identities, metagraph=app.state.get("metagraph"))
     app.state.weights = service
     worker = None

@@ -324,3 +324,55 @@ async def test_signed_requests_are_recorded_under_the_hotkey(signed_client: Asyn
     usage = await signed_client.get(f"/api/v1/keys/{VALIDATOR.ss58_address}/usage", headers=ADMIN)
     assert usage.status_code == 200, usage.text
     assert usage.json()["totals"]["requests"] == 3
+
+
+# --- Signed-For defaults to the default identity; signers come from the metagraph --------------------------
+
+
+async def test_use_default_hotkey_only_when_none_is_configured(clock: Clock) -> None:
+    unset = EpistulaVerifier(EpistulaSettings(), default_netuid=1, clock=clock)
+    assert unset.use_default_hotkey(PYLON.ss58_address)
+    assert await unset.verify(signed(b"{}", clock), b"{}", DIRECTORY) == VALIDATOR.ss58_address
+    pinned = verifier(clock)
+    assert not pinned.use_default_hotkey(STRANGER.ss58_address)
+    assert pinned.own_hotkey == PYLON.ss58_address
+
+
+@pytest.fixture
+async def dev_wallet_client(settings_factory: Any) -> Any:
+    """PYLON_NETWORK=local, no PYLON_EPISTULA_HOTKEY(S): the dev wallet signs, the metagraph vouches."""
+    from app.main import create_app
+    from tests.conftest import migrate
+
+    settings: Settings = settings_factory(PYLON_LOCAL_BLOCK_TIME="3600")
+    migrate(settings)
+    app: Litestar = create_app(settings)
+    app.register(signed_route)
+    async with AsyncTestClient(app=app) as client:
+        yield client
+
+
+async def test_signed_for_defaults_to_the_dev_wallet_and_signers_come_from_the_metagraph(
+    dev_wallet_client: AsyncTestClient,
+) -> None:
+    from app.chain.metagraph import MetagraphHotkeyDirectory
+    from app.chain.simulated import keypair_for
+
+    state = dev_wallet_client.app.state
+    own = state.weights.identities["default"].hotkey_ss58
+    assert state.keys_runtime.epistula.own_hotkey == own
+    assert isinstance(state.hotkey_directory, MetagraphHotkeyDirectory)
+    settings: Settings = state.settings
+    neuron = keypair_for(settings.chain.local_seed, settings.chain.netuid, 5)
+    headers = sign_request(neuron, b"{}", own)
+    response = await dev_wallet_client.post("/test/signed", content=b"{}", headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == neuron.ss58_address
+    other_target = await dev_wallet_client.post(
+        "/test/signed", content=b"{}", headers=sign_request(neuron, b"{}", PYLON.ss58_address)
+    )
+    assert other_target.status_code == 401 and other_target.json()["extra"]["expected"] == own
+    stranger = await dev_wallet_client.post(
+        "/test/signed", content=b"{}", headers=sign_request(STRANGER, b"{}", own)
+    )
+    assert stranger.status_code == 403 and "not registered" in stranger.json()["detail"]

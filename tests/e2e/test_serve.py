@@ -128,3 +128,20 @@ def test_serve_refuses_a_bad_setting_in_one_line(live_server_factory: ServerFact
         server.start(timeout=20)
     assert server.process is not None and server.process.returncode == 1
     assert server.log().strip() == "error: PYLON_LOG_FORMAT: expected one of auto, json, console, got 'yaml'"
+
+
+def test_serve_logs_the_hotkey_it_signs_with_once(live_server_factory: ServerFactory) -> None:
+    from app.settings import load_settings
+    from app.weights.identities import load_identities
+
+    server = live_server_factory(PYLON_LOG_LEVEL="INFO", PYLON_WORKERS="2").start()
+    hotkey = load_identities(load_settings(server.env))["default"].hotkey_ss58
+    server.stop()
+    lines = [json.loads(line) for line in server.log().splitlines() if '"signing_identity"' in line]
+    assert len(lines) == 1, server.log()
+    assert lines[0]["hotkey"] == hotkey and lines[0]["identity"] == "default"
+    assert lines[0]["epistula_signed_for"] == hotkey
+    # Public addresses only: nothing from the wallet's key files.
+    wallets = Path(server.env["PYLON_DATA_DIR"]) / "wallets"
+    keyfile = json.loads((wallets / "pylon-dev" / "hotkeys" / "default").read_text())
+    assert keyfile["privateKey"] not in server.log() and keyfile["secretPhrase"] not in server.log()

@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from bittensor_wallet import Keypair
+from bittensor_wallet import Keypair, Wallet
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from app.chain.client import hotkey_of
 from app.chain.simulated import SimulatedChainClient
 from app.main import create_app
 from tests.conftest import SettingsFactory, migrate
@@ -178,9 +179,6 @@ async def test_hyperparams(api: AsyncTestClient) -> None:
 
 async def test_certificates_and_self_certificate(api: AsyncTestClient) -> None:
     assert (await api.get("/api/v1/subnet/1/certificates")).json() == {}
-    missing_wallet = await api.get("/api/v1/subnet/1/certificates/self")
-    assert missing_wallet.status_code == 503 and "wallet" in missing_wallet.json()["detail"]
-
     chain = chain_of(api)
     chain.chain.register(1, ALICE.ss58_address)
     api.app.state.wallet = ALICE
@@ -196,6 +194,59 @@ async def test_certificates_and_self_certificate(api: AsyncTestClient) -> None:
     assert (await api.get("/api/v1/subnet/1/certificates")).json() == {ALICE.ss58_address: expected}
     bad = await api.post("/api/v1/subnet/1/certificates/self", json={"algorithm": 1, "extra": 1})
     assert bad.status_code == 400
+    # Without a wallet (a real network and no PYLON_WALLET_NAME) the routes say so instead of failing.
+    del api.app.state.wallet
+    missing_wallet = await api.get("/api/v1/subnet/1/certificates/self")
+    assert missing_wallet.status_code == 503 and "wallet" in missing_wallet.json()["detail"]
+
+
+async def post_and_read_own_certificate(api: AsyncTestClient, netuid: int) -> dict[str, object]:
+    """POST certificates/self, wait for the block that includes it, GET it back."""
+    chain = chain_of(api)
+    on_app_loop(api, chain.set_block_time, 0.02)
+    created = await api.post(f"/api/v1/subnet/{netuid}/certificates/self", json={"algorithm": 1})
+    assert created.status_code == 201, created.text
+    on_app_loop(api, asyncio.wait_for, api.app.state.metagraph.wait_for_head(chain.chain.head.number), 5)
+    own = await api.get(f"/api/v1/subnet/{netuid}/certificates/self")
+    assert own.status_code == 200, own.text
+    assert own.json() == {"algorithm": 1, "public_key": created.json()["public_key"]}
+    body: dict[str, object] = own.json()
+    return body
+
+
+async def test_self_certificate_uses_the_dev_wallet_on_the_local_network(api: AsyncTestClient) -> None:
+    # The weights lifespan puts the default identity's wallet (here the data dir's dev wallet) on app.state.
+    weights = api.app.state.weights
+    hotkey = weights.identities["default"].hotkey_ss58
+    assert hotkey_of(api.app.state.wallet).ss58_address == hotkey
+    none_yet = await api.get("/api/v1/subnet/1/certificates/self")
+    assert none_yet.status_code == 404, none_yet.text
+    assert hotkey in none_yet.json()["detail"]
+    own = await post_and_read_own_certificate(api, 1)
+    assert (await api.get("/api/v1/subnet/1/certificates")).json() == {hotkey: own}
+    # Another subnet: the same wallet, no certificate there yet.
+    assert (await api.get("/api/v1/subnet/3/certificates/self")).status_code == 404
+
+
+async def test_self_certificate_uses_pylon_wallet_name(
+    settings_factory: SettingsFactory, tmp_path: Path
+) -> None:
+    wallet = Wallet(name="validator", hotkey="hot", path=str(tmp_path / "wallets"))
+    wallet.create_if_non_existent(coldkey_use_password=False, hotkey_use_password=False, suppress=True)
+    settings = settings_factory(
+        PYLON_LOCAL_BLOCK_TIME="3600",
+        PYLON_WALLET_NAME="validator",
+        PYLON_WALLET_HOTKEY="hot",
+        PYLON_WALLET_PATH=str(tmp_path / "wallets"),
+    )
+    migrate(settings)
+    app = create_app(settings)
+    async with AsyncTestClient(app=app) as api:
+        api.headers["Authorization"] = f"Bearer {settings.auth.admin_token}"
+        assert hotkey_of(app.state.wallet).ss58_address == wallet.hotkey.ss58_address
+        own = await post_and_read_own_certificate(api, 1)
+        by_hotkey = await api.get(f"/api/v1/subnet/1/certificates/{wallet.hotkey.ss58_address}")
+        assert by_hotkey.json() == own
 
 
 async def test_stale_serving_while_the_chain_is_down_and_ready_degraded(api: AsyncTestClient) -> None:
