@@ -46,8 +46,10 @@ def _credential(connection: ASGIConnection) -> str | None:
     authorization = headers.get("authorization")
     if authorization:
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
+        if scheme.lower() == "bearer":
+            # An empty bearer ("Bearer ", which clients send when their token variable is unset) is no
+            # credential at all: the route answers as it does to a caller who sent nothing.
+            return token.strip() or None
         raise _unauthorized("malformed", "the Authorization header must be 'Bearer <key>'")
     return headers.get("x-api-key") or None
 
