@@ -15,7 +15,7 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from app import __version__
-from app.auth.guards import authorize
+from app.auth.guards import auth_middleware
 from app.chain.lifespan import chain_lifespan
 from app.db import alchemy_config
 from app.errors import EXCEPTION_HANDLERS
@@ -103,8 +103,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             weights_lifespan(db_config.get_engine()),
             inference_lifespan(settings),
         ],
-        guards=[authorize],
-        middleware=[in_progress_middleware_factory(settings.app_name), usage_middleware],
+        # Innermost: auth (every route's declared scope, see app/auth/guards.py).
+        middleware=[in_progress_middleware_factory(settings.app_name), usage_middleware, auth_middleware],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_body_size,
