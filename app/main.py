@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import ParamSpec
@@ -67,6 +68,16 @@ def around_router(factory: Callable[P, Litestar]) -> Callable[P, Litestar]:
     return build
 
 
+async def freeze_startup_objects(_app: Litestar) -> None:
+    """Move everything built at startup (app, routes, schemas, libraries) out of the collector's way.
+
+    A full (gen2) collection walked all of it: 50-90 ms pauses every second or two under load, which
+    were the p99. Frozen objects are still freed normally if they lose their last reference.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 @around_router
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the app. granian calls this with no argument in each worker, which reads the environment."""
@@ -103,6 +114,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             weights_lifespan(db_config.get_engine()),
             inference_lifespan(settings),
         ],
+        # Last, once every lifespan hook above has built its objects.
+        on_startup=[freeze_startup_objects],
         # Innermost: auth (every route's declared scope, see app/auth/guards.py).
         middleware=[in_progress_middleware_factory(settings.app_name), usage_middleware, auth_middleware],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
