@@ -78,6 +78,12 @@ async def freeze_startup_objects(_app: Litestar) -> None:
     gc.freeze()
 
 
+async def unfreeze_objects(_app: Litestar) -> None:
+    # Let the collector see them again: a process that builds several apps (the tests) would keep every
+    # stopped app's reference cycles forever.
+    gc.unfreeze()
+
+
 @around_router
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the app. granian calls this with no argument in each worker, which reads the environment."""
@@ -116,6 +122,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         # Last, once every lifespan hook above has built its objects.
         on_startup=[freeze_startup_objects],
+        on_shutdown=[unfreeze_objects],
         # Innermost: auth (every route's declared scope, see app/auth/guards.py).
         middleware=[in_progress_middleware_factory(settings.app_name), usage_middleware, auth_middleware],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
