@@ -49,9 +49,16 @@ def weights_app_factory(weights_settings: Callable[..., Settings]) -> Callable[.
     return build
 
 
+def admin_client(app: Litestar) -> AsyncTestClient:
+    """A test client that authenticates with the admin token (the weights routes are guarded)."""
+    client: AsyncTestClient = AsyncTestClient(app=app)
+    client.headers["Authorization"] = f"Bearer {app.state.settings.auth.admin_token}"
+    return client
+
+
 @pytest.fixture
 async def wclient(weights_app_factory: Callable[..., Litestar]) -> AsyncIterator[AsyncTestClient]:
-    async with AsyncTestClient(app=weights_app_factory()) as client:
+    async with admin_client(weights_app_factory()) as client:
         yield client
 
 
