@@ -2,26 +2,42 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import sys
-import uuid
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
-from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.typing import EventDict
 
 from app.settings import LoggingSettings
 
 REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
+# The request being served, read by `add_request_id` when (and only when) a line is logged: one ContextVar
+# set per request is much cheaper than binding structlog's contextvars.
+_request_id: ContextVar[str | None] = ContextVar("pylon_request_id", default=None)
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
 _MIN_REDACTED_LENGTH = 4
 _ALEMBIC_PLUGINS = "alembic.runtime.plugins"
+
+
+def add_request_id(_logger: Any, _name: str, event_dict: EventDict) -> EventDict:
+    """Put the current request's id on the line (explicitly bound values win)."""
+    request_id = _request_id.get()
+    if request_id is not None:
+        event_dict.setdefault("request_id", request_id)
+    return event_dict
+
+
 _SHARED_PROCESSORS: list[Any] = [
     structlog.contextvars.merge_contextvars,
+    add_request_id,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -174,22 +190,38 @@ def _incoming_request_id(scope: Scope) -> str | None:
     return None
 
 
+def _id_generator() -> Iterable[str]:
+    """32 hex digits: a random per-process prefix and a counter (unique across workers, no syscall or
+    UUID object per request, which uuid4() costs)."""
+    prefix = os.urandom(8).hex()
+    return (f"{prefix}{n:016x}" for n in itertools.count())
+
+
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
     """Bind a request id to every log line of the request and return it in `X-Request-ID`."""
+    # Built here, in the worker that serves (granian forks workers after importing this module).
+    new_ids = iter(_id_generator())
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        request_id = _incoming_request_id(scope) or next(new_ids)
         scope.setdefault("state", {})["request_id"] = request_id
+        header = (_REQUEST_ID_HEADER_BYTES, request_id.encode())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableScopeHeaders.from_message(message)[REQUEST_ID_HEADER] = request_id
+                # A new list: responses may share a prebuilt header list (the metagraph's) between requests.
+                headers = [h for h in message.get("headers", ()) if h[0].lower() != _REQUEST_ID_HEADER_BYTES]
+                headers.append(header)
+                message["headers"] = headers
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        token = _request_id.set(request_id)
+        try:
             await app(scope, receive, send_with_id)
+        finally:
+            _request_id.reset(token)
 
     return middleware

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import ParamSpec
@@ -15,7 +16,7 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from app import __version__
-from app.auth.guards import authorize
+from app.auth.guards import auth_middleware
 from app.chain.lifespan import chain_lifespan
 from app.db import alchemy_config
 from app.errors import EXCEPTION_HANDLERS
@@ -67,6 +68,22 @@ def around_router(factory: Callable[P, Litestar]) -> Callable[P, Litestar]:
     return build
 
 
+async def freeze_startup_objects(_app: Litestar) -> None:
+    """Move everything built at startup (app, routes, schemas, libraries) out of the collector's way.
+
+    A full (gen2) collection walked all of it: 50-90 ms pauses every second or two under load, which
+    were the p99. Frozen objects are still freed normally if they lose their last reference.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+async def unfreeze_objects(_app: Litestar) -> None:
+    # Let the collector see them again: a process that builds several apps (the tests) would keep every
+    # stopped app's reference cycles forever.
+    gc.unfreeze()
+
+
 @around_router
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the app. granian calls this with no argument in each worker, which reads the environment."""
@@ -103,8 +120,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             weights_lifespan(db_config.get_engine()),
             inference_lifespan(settings),
         ],
-        guards=[authorize],
-        middleware=[in_progress_middleware_factory(settings.app_name), usage_middleware],
+        # Last, once every lifespan hook above has built its objects.
+        on_startup=[freeze_startup_objects],
+        on_shutdown=[unfreeze_objects],
+        # Innermost: auth (every route's declared scope, see app/auth/guards.py).
+        middleware=[in_progress_middleware_factory(settings.app_name), usage_middleware, auth_middleware],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_body_size,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 from litestar import Response, get
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,6 +45,9 @@ REQUESTS_IN_PROGRESS = Gauge(
     ("method", "path", "app_name"),
     multiprocess_mode="livesum",
 )
+# Labelled children remembered per label values: `.labels()` costs a lock, a tuple and dict work per call.
+# The method comes from the client, so the caches stop growing at this size (later values are looked up).
+_MAX_CACHED_CHILDREN = 1024
 
 
 def multiprocess_enabled() -> bool:
@@ -77,6 +81,8 @@ def http_metrics_middleware_factory(app_name: str) -> Callable[[ASGIApp], ASGIAp
     """
 
     def http_metrics_middleware(app: ASGIApp) -> ASGIApp:
+        cache: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != "http":
                 await app(scope, receive, send)
@@ -95,9 +101,15 @@ def http_metrics_middleware_factory(app_name: str) -> Callable[[ASGIApp], ASGIAp
             finally:
                 # Litestar's router sets the template on this same scope once it has matched a route.
                 path = scope.get("path_template") or UNMATCHED_PATH
-                labels = (scope["method"], path, str(status_code), app_name)  # type: ignore[typeddict-item]
-                REQUESTS_TOTAL.labels(*labels).inc()
-                REQUEST_DURATION.labels(*labels).observe(time.perf_counter() - started)
+                key = (scope["method"], path, status_code)  # type: ignore[typeddict-item]
+                children = cache.get(key)
+                if children is None:
+                    labels = (key[0], path, str(status_code), app_name)
+                    children = (REQUESTS_TOTAL.labels(*labels), REQUEST_DURATION.labels(*labels))
+                    if len(cache) < _MAX_CACHED_CHILDREN:
+                        cache[key] = children
+                children[0].inc()
+                children[1].observe(time.perf_counter() - started)
 
         return middleware
 
@@ -109,12 +121,18 @@ def in_progress_middleware_factory(app_name: str) -> Callable[[ASGIApp], ASGIApp
     before the handler runs (unmatched requests end at once and are not tracked)."""
 
     def in_progress_middleware(app: ASGIApp) -> ASGIApp:
+        cache: dict[tuple[str, str], Any] = {}
+
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != "http":
                 await app(scope, receive, send)
                 return
-            path = scope.get("path_template") or UNMATCHED_PATH
-            gauge = REQUESTS_IN_PROGRESS.labels(scope["method"], path, app_name)  # type: ignore[typeddict-item]
+            key = (scope["method"], scope.get("path_template") or UNMATCHED_PATH)  # type: ignore[typeddict-item]
+            gauge = cache.get(key)
+            if gauge is None:
+                gauge = REQUESTS_IN_PROGRESS.labels(*key, app_name)
+                if len(cache) < _MAX_CACHED_CHILDREN:
+                    cache[key] = gauge
             gauge.inc()
             try:
                 await app(scope, receive, send)

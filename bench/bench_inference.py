@@ -5,7 +5,8 @@ in front of it, both on loopback, then measures with wrk (installed with apt-get
   - non-streamed chat completions at concurrency 1 and 32: requests/s, p50, p99, direct and through Pylon;
   - time to the first streamed chunk, direct and through Pylon (sequential requests, median and p99);
   - the upstream client on its own: a bare pass-through proxy on httpx vs on aiohttp at concurrency 32.
-Figures are printed, nothing is asserted. `--duration` sets seconds per wrk run (default 5).
+Pylon is called with a minted API key (scope `inference`). Figures are medians of `--rounds` (default 3)
+alternating wrk runs of `--duration` seconds (default 4); nothing is asserted.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 import httpx
+from credentials import mint_key
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = json.dumps({"model": "fake-model", "messages": [{"role": "user", "content": "Say something short."}]})
@@ -31,6 +33,7 @@ LUA = """
 wrk.method = "POST"
 wrk.body = [[%s]]
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "%s"
 done = function(summary, latency, requests)
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write
     + summary.errors.status + summary.errors.timeout
@@ -84,7 +87,7 @@ def run_wrk(wrk: str, url: str, connections: int, duration: float, script: Path)
     return {"rps": float(rps), "p50_ms": int(p50) / 1000, "p99_ms": int(p99) / 1000, "errors": int(errors)}
 
 
-async def first_chunk_times(url: str, count: int) -> list[float]:
+async def first_chunk_times(url: str, count: int, authorization: str) -> list[float]:
     import aiohttp
 
     body = json.dumps({**json.loads(BODY), "stream": True}).encode()
@@ -92,7 +95,10 @@ async def first_chunk_times(url: str, count: int) -> list[float]:
     async with aiohttp.ClientSession() as session:
         for _ in range(count):
             started = time.perf_counter()
-            async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
+            headers = {"Content-Type": "application/json", "Authorization": authorization}
+            async with session.post(url, data=body, headers=headers) as response:
+                if response.status != 200:
+                    raise RuntimeError(f"{url} answered {response.status}: {await response.read()!r}")
                 async for _chunk in response.content.iter_any():
                     times.append((time.perf_counter() - started) * 1000)
                     break
@@ -124,7 +130,8 @@ def granian(target: str, port: int, cwd: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--duration", type=float, default=4.0)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating wrk rounds per side (medians)")
     parser.add_argument("--ttfc-requests", type=int, default=200)
     parser.add_argument("--skip-clients", action="store_true", help="skip the httpx vs aiohttp comparison")
     options = parser.parse_args()
@@ -151,7 +158,11 @@ def main() -> None:
             "PYLON_DATA_DIR": str(workdir / "data"),
             "PYLON_LOG_LEVEL": "WARNING",
             "PYLON_BACKENDS": json.dumps([{"name": "fake", "base_url": direct}]),
+            # test.env's 0.2 s simulated blocks would keep Pylon's worker busy; the bench measures the proxy.
+            "PYLON_LOCAL_BLOCK_TIME": "60",
         }
+        # An API key with scope `inference`, the credential an app sends (the direct calls carry it too).
+        authorization = f"Bearer {mint_key(pylon_env, ['inference'])}"
         pylon = start(
             [sys.executable, "-m", "cli.main", "serve", "--port", str(pylon_port)],
             pylon_env,
@@ -163,20 +174,28 @@ def main() -> None:
         wait_up(f"{through}/health", pylon)
 
         script = workdir / "post.lua"
-        script.write_text(LUA % BODY)
+        script.write_text(LUA % (BODY, authorization))
         rows = []
         for connections in (1, 32):
-            d = run_wrk(wrk, f"{direct}/v1/chat/completions", connections, options.duration, script)
-            p = run_wrk(wrk, f"{through}/v1/chat/completions", connections, options.duration, script)
+            # Alternating rounds, so drift in the machine's load hits both sides alike; medians reported.
+            samples: dict[str, list[dict[str, float]]] = {"direct": [], "pylon": []}
+            for _ in range(options.rounds):
+                for name, base in (("direct", direct), ("pylon", through)):
+                    url = f"{base}/v1/chat/completions"
+                    samples[name].append(run_wrk(wrk, url, connections, options.duration, script))
+            d, p = (
+                {key: statistics.median(s[key] for s in samples[name]) for key in samples[name][0]}
+                for name in ("direct", "pylon")
+            )
             rows.append((connections, d, p))
 
         ttfc_direct, ttfc_pylon = [], []
         for _ in range(2):  # interleaved halves so drift hits both sides alike
             ttfc_direct += asyncio.run(
-                first_chunk_times(f"{direct}/v1/chat/completions", options.ttfc_requests // 2)
+                first_chunk_times(f"{direct}/v1/chat/completions", options.ttfc_requests // 2, authorization)
             )
             ttfc_pylon += asyncio.run(
-                first_chunk_times(f"{through}/v1/chat/completions", options.ttfc_requests // 2)
+                first_chunk_times(f"{through}/v1/chat/completions", options.ttfc_requests // 2, authorization)
             )
 
         clients = []
@@ -197,11 +216,14 @@ def main() -> None:
                 proxy.terminate()
                 proxy.wait(timeout=15)
 
-        print("\n== inference proxy: non-streamed chat completions (wrk, loopback, 1 granian worker each) ==")
+        print(
+            "\n== inference proxy: non-streamed chat completions"
+            f" (wrk, loopback, 1 granian worker each, medians of {options.rounds} rounds) =="
+        )
         print(f"{'concurrency':>11} {'path':>8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
         for connections, d, p in rows:
             for label, r in (("direct", d), ("pylon", p)):
-                figures = f"{r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>6}"
+                figures = f"{r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>6.0f}"
                 print(f"{connections:>11} {label:>8} {figures}")
             print(
                 f"{'':>11} {'->':>8} pylon/direct throughput {p['rps'] / d['rps']:.0%}, "

@@ -1,7 +1,9 @@
 """GET /api/v1/subnet/1/neurons/latest (256 neurons): `pylon serve` against a bare ASGI app on granian.
 
 Both serve the same bytes, one granian worker each, measured side by side in one run with Debian's `wrk`
-(installed with apt-get if missing) at concurrency 1 and 64, over loopback. Prints requests/s, p50 and p99
+(installed with apt-get if missing) at concurrency 1 and 64, over loopback, in alternating rounds
+(`BENCH_ROUNDS`, default 3, of `BENCH_SECONDS`, default 4). Pylon is called with a minted API key
+(scope `neurons:read`), as validators call it. Prints medians of requests/s, p50 and p99
 and the ratios (target: Pylon >= 70% of the bare app's requests/s; p99 at 64 <= 1.5x the bare app's).
 Nothing is asserted.
 """
@@ -13,6 +15,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,11 +23,14 @@ import time
 from pathlib import Path
 
 import httpx
+from credentials import mint_key
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "/api/v1/subnet/1/neurons/latest"
-DURATION = int(os.environ.get("BENCH_SECONDS", "6"))
-ADMIN_TOKEN = "bench-admin-token"
+DURATION = int(os.environ.get("BENCH_SECONDS", "4"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+# Filled in main(): an API key with `neurons:read`, the credential a validator really sends.
+AUTH: dict[str, str] = {}
 
 
 def free_port() -> int:
@@ -51,10 +57,7 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) 
         if process.poll() is not None:
             raise SystemExit(f"server exited with {process.returncode}")
         try:
-            if (
-                httpx.get(url, timeout=1, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).status_code
-                == 200
-            ):
+            if httpx.get(url, timeout=1, headers=AUTH).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -90,7 +93,7 @@ def run_wrk(wrk: str, url: str, connections: int) -> dict[str, float]:
             f"-d{DURATION}s",
             "--latency",
             "-H",
-            f"Authorization: Bearer {ADMIN_TOKEN}",
+            f"Authorization: {AUTH['Authorization']}",
             url,
         ],
         capture_output=True,
@@ -127,9 +130,9 @@ def main() -> None:
         "PYLON_WORKERS": "1",
         "PYLON_LOG_LEVEL": "WARNING",
         "PYLON_LOG_FORMAT": "json",
-        "PYLON_ADMIN_TOKEN": ADMIN_TOKEN,
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    AUTH["Authorization"] = f"Bearer {mint_key(env, ['neurons:read'])}"
     log = (workdir / "pylon.log").open("wb")
     pylon = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "--port", str(pylon_port)],
@@ -142,7 +145,7 @@ def main() -> None:
     try:
         pylon_url = f"http://127.0.0.1:{pylon_port}{PATH}"
         wait_ready(pylon_url, pylon)
-        body = httpx.get(pylon_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).content
+        body = httpx.get(pylon_url, headers=AUTH).content
         body_file = workdir / "body.json"
         body_file.write_bytes(body)
         bare = subprocess.Popen(
@@ -170,16 +173,23 @@ def main() -> None:
         bare_url = f"http://127.0.0.1:{bare_port}{PATH}"
         wait_ready(bare_url, bare)
         assert httpx.get(bare_url).content == body
-        print(f"GET {PATH}: {len(body)} bytes, 256 neurons; wrk {DURATION}s per run, 1 granian worker each")
+        print(
+            f"GET {PATH}: {len(body)} bytes, 256 neurons, API key; 1 granian worker each;"
+            f" medians of {ROUNDS} alternating wrk runs of {DURATION}s"
+        )
         print(f"{'concurrency':>11} {'server':>6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
         results: dict[tuple[int, str], dict[str, float]] = {}
+        warm = [wrk, "-t1", "-c4", "-d1s", "-H", f"Authorization: {AUTH['Authorization']}"]
+        subprocess.run([*warm, pylon_url], capture_output=True, timeout=30, check=False)
+        subprocess.run([*warm, bare_url], capture_output=True, timeout=30, check=False)
         for connections in (1, 64):
-            # Warm both, then measure them back to back.
-            run_wrk_quick = [wrk, "-t1", "-c4", "-d1s", "-H", f"Authorization: Bearer {ADMIN_TOKEN}"]
-            subprocess.run([*run_wrk_quick, pylon_url], capture_output=True, timeout=30, check=False)
-            subprocess.run([*run_wrk_quick, bare_url], capture_output=True, timeout=30, check=False)
-            for name, url in (("pylon", pylon_url), ("bare", bare_url)):
-                figures = run_wrk(wrk, url, connections)
+            # Alternating rounds, so drift in the machine's load hits both servers alike; medians reported.
+            rounds: dict[str, list[dict[str, float]]] = {"pylon": [], "bare": []}
+            for _ in range(ROUNDS):
+                for name, url in (("pylon", pylon_url), ("bare", bare_url)):
+                    rounds[name].append(run_wrk(wrk, url, connections))
+            for name, samples in rounds.items():
+                figures = {k: statistics.median(s[k] for s in samples) for k in ("rps", "p50", "p99")}
                 results[(connections, name)] = figures
                 rps, p50, p99 = figures["rps"], figures["p50"], figures["p99"]
                 print(f"{connections:>11} {name:>6} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f}", flush=True)

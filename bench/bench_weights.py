@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import httpx
+from credentials import mint_key
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = 16
@@ -37,7 +38,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+# Filled in main(): an API key with the weights and neurons scopes, the credential a validator sends.
+AUTH: dict[str, str] = {}
+
+
+def server_env(data_dir: Path, workers: int) -> dict[str, str]:
     env = {
         **os.environ,
         "PYLON_ENV_FILE": str(ROOT / "envs" / "test.env"),
@@ -49,6 +54,11 @@ def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[by
         "PYLON_LOG_LEVEL": "WARNING",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return env
+
+
+def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = server_env(data_dir, workers)
     log = (data_dir / "serve.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
@@ -74,7 +84,7 @@ def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen[by
 def hotkeys(url: str, netuid: int) -> list[str]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        response = httpx.get(f"{url}/api/v1/subnet/{netuid}/neurons/latest", timeout=10)
+        response = httpx.get(f"{url}/api/v1/subnet/{netuid}/neurons/latest", headers=AUTH, timeout=10)
         if response.status_code == 200:
             return list(response.json()["neurons"])[:HOTKEYS]
         time.sleep(0.5)
@@ -86,6 +96,7 @@ def run_wrk(url: str, body: bytes, workdir: Path) -> dict[str, float]:
     script.write_text(
         'wrk.method = "PUT"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "{AUTH["Authorization"]}"\n'
         f"wrk.body = {json.dumps(body.decode())}\n"
     )
     output = subprocess.run(
@@ -133,7 +144,9 @@ async def run_python_load(url: str, body: bytes) -> dict[str, float]:
             nonlocal errors
             while time.monotonic() < deadline:
                 started = time.perf_counter()
-                response = await client.put(url, content=body, headers={"content-type": "application/json"})
+                response = await client.put(
+                    url, content=body, headers={"content-type": "application/json", **AUTH}
+                )
                 latencies.append((time.perf_counter() - started) * 1000)
                 errors += response.status_code != 202
 
@@ -160,7 +173,7 @@ async def burst(url: str, keys: list[str]) -> tuple[float, list[int]]:
         async def one(i: int) -> None:
             async with semaphore:
                 weights = {key: float((i + n) % 7 + 1) for n, key in enumerate(keys)}
-                response = await client.put(url, json={"weights": weights})
+                response = await client.put(url, json={"weights": weights}, headers=AUTH)
                 if response.status_code == 202:
                     ids.append(response.json()["job_id"])
 
@@ -182,6 +195,8 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     workers = int(os.environ.get("BENCH_WORKERS", "2"))
+    scopes = ["weights:write", "weights:read", "neurons:read"]
+    AUTH["Authorization"] = f"Bearer {mint_key(server_env(workdir, workers), scopes)}"
     process = start_server(workdir, port, workers)
     try:
         keys = hotkeys(base, 1)
@@ -190,7 +205,7 @@ def main() -> None:
         tool = "wrk" if shutil.which("wrk") else "python"
         # Warm-up: the first PUTs pay for connections and the metagraph view.
         for _ in range(20):
-            httpx.put(put_url, content=body, headers={"content-type": "application/json"}, timeout=10)
+            httpx.put(put_url, content=body, headers={"content-type": "application/json", **AUTH}, timeout=10)
         result = (
             run_wrk(put_url, body, workdir) if tool == "wrk" else asyncio.run(run_python_load(put_url, body))
         )
@@ -219,7 +234,7 @@ def main() -> None:
         applied = counts.get("set", 0) + counts.get("committed", 0)
         print(f"  jobs by status after the burst: {dict(sorted(counts.items()))}")
         print(f"  applied jobs for identity default + subnet {BURST_NETUID}: {applied} (of {len(ids)} PUTs)")
-        last = httpx.get(f"{base}/api/v1/subnet/{BURST_NETUID}/weights/last", timeout=10)
+        last = httpx.get(f"{base}/api/v1/subnet/{BURST_NETUID}/weights/last", headers=AUTH, timeout=10)
         if last.status_code == 200:
             newest = max(ids) if ids else None
             print(
