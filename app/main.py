@@ -20,14 +20,17 @@ from app.auth.guards import auth_middleware
 from app.chain.lifespan import chain_lifespan
 from app.db import alchemy_config
 from app.errors import EXCEPTION_HANDLERS
+from app.fastpath import fast_routes
 from app.health import database_check, health, ready, ready_checks
 from app.inference.controller import inference_lifespan, inference_router
+from app.inference.fastpath import inference
 from app.keys.controller import KeyController
 from app.keys.runtime import keys_lifespan
 from app.keys.usage import usage_middleware
 from app.logging import configure_logging, request_id_middleware
 from app.metrics import http_metrics_middleware_factory, in_progress_middleware_factory, metrics_endpoint
 from app.neurons.controller import neurons_router
+from app.neurons.fastpath import latest_neurons
 from app.settings import Settings, load_settings, secret_values
 from app.weights.controller import WeightsController
 from app.weights.runtime import weights_lifespan
@@ -52,7 +55,8 @@ def openapi_config() -> OpenAPIConfig:
 
 
 def around_router(factory: Callable[P, Litestar]) -> Callable[P, Litestar]:
-    """Put the request id and the HTTP request metrics around Litestar's router.
+    """Put the fast routes (app/fastpath.py), the request id and the HTTP request metrics around Litestar's
+    router.
 
     Litestar runs the middlewares listed in `create_app()` only for matched routes; 404s and 405s are
     answered before them and would get no `X-Request-ID` and no count.
@@ -62,7 +66,8 @@ def around_router(factory: Callable[P, Litestar]) -> Callable[P, Litestar]:
     def build(*args: P.args, **kwargs: P.kwargs) -> Litestar:
         app = factory(*args, **kwargs)
         app_name = app.state.settings.app_name
-        app.asgi_handler = request_id_middleware(http_metrics_middleware_factory(app_name)(app.asgi_handler))
+        routes = fast_routes([latest_neurons, inference])(app.asgi_handler)
+        app.asgi_handler = request_id_middleware(http_metrics_middleware_factory(app_name)(routes))
         return app
 
     return build

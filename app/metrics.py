@@ -116,23 +116,31 @@ def http_metrics_middleware_factory(app_name: str) -> Callable[[ASGIApp], ASGIAp
     return http_metrics_middleware
 
 
+_in_progress_gauges: dict[tuple[str, str, str], Any] = {}
+
+
+def in_progress_gauge(method: str, template: str, app_name: str) -> Any:
+    """The in-progress gauge child of one route (cached; see `_MAX_CACHED_CHILDREN`)."""
+    key = (method, template, app_name)
+    gauge = _in_progress_gauges.get(key)
+    if gauge is None:
+        gauge = REQUESTS_IN_PROGRESS.labels(*key)
+        if len(_in_progress_gauges) < _MAX_CACHED_CHILDREN:
+            _in_progress_gauges[key] = gauge
+    return gauge
+
+
 def in_progress_middleware_factory(app_name: str) -> Callable[[ASGIApp], ASGIApp]:
     """Track requests in progress per route; a Litestar middleware, because only there is the template known
     before the handler runs (unmatched requests end at once and are not tracked)."""
 
     def in_progress_middleware(app: ASGIApp) -> ASGIApp:
-        cache: dict[tuple[str, str], Any] = {}
-
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != "http":
                 await app(scope, receive, send)
                 return
-            key = (scope["method"], scope.get("path_template") or UNMATCHED_PATH)  # type: ignore[typeddict-item]
-            gauge = cache.get(key)
-            if gauge is None:
-                gauge = REQUESTS_IN_PROGRESS.labels(*key, app_name)
-                if len(cache) < _MAX_CACHED_CHILDREN:
-                    cache[key] = gauge
+            template = scope.get("path_template") or UNMATCHED_PATH
+            gauge = in_progress_gauge(scope["method"], template, app_name)  # type: ignore[typeddict-item]
             gauge.inc()
             try:
                 await app(scope, receive, send)

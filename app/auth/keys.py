@@ -95,6 +95,13 @@ class KeyCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def peek(self, key_id: str) -> CachedKey | None:
+        """The cached key if it is known and fresh, without loading: None means "ask `get`"."""
+        entry = self._entries.get(key_id)
+        if entry is not None and self._clock() < entry[1]:
+            return entry[0]
+        return None
+
     async def get(self, key_id: str) -> CachedKey | None:
         entry = self._entries.get(key_id)
         now = self._clock()

@@ -20,7 +20,7 @@ from prometheus_client import Counter
 from sqlalchemy import Table, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth.context import principal_of, usage_of
+from app.auth.context import Principal, Usage, principal_of, usage_of
 from app.keys.models import ApiKey, UsageRecord
 
 log = structlog.get_logger(__name__)
@@ -97,25 +97,36 @@ class UsageRecorder:
             await session.commit()
 
 
-def usage_row(scope: Scope, status: int, latency: float) -> dict[str, Any] | None:
-    principal = principal_of(scope)
+def account(
+    runtime: Any,
+    principal: Principal | None,
+    usage: Usage | None,
+    method: str,
+    route: str,
+    status: int,
+    latency: float,
+) -> None:
+    """Charge a finished request's tokens to its key's budget and record its usage (keys and signers only)."""
     if principal is None or principal.kind not in RECORDED_KINDS:
-        return None
-    usage = usage_of(scope)
+        return
     now = dt.datetime.now(dt.UTC)
-    return {
+    prompt, completion = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+    row = {
         "key_id": principal.id,
         "kind": principal.kind,
         "day": now.date(),
         "created_at": now,
-        "method": scope.get("method", ""),
-        "route": scope.get("path_template") or "<unmatched>",
+        "method": method,
+        "route": route,
         "status": status,
         "latency_ms": round(latency * 1000, 3),
         "model": usage.model if usage else None,
-        "prompt_tokens": usage.prompt_tokens if usage else 0,
-        "completion_tokens": usage.completion_tokens if usage else 0,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
     }
+    if principal.kind == "api_key":
+        runtime.limiter.charge_tokens(principal.id, prompt + completion)
+    runtime.usage.record(row)
 
 
 def usage_middleware(app: ASGIApp) -> ASGIApp:
@@ -137,13 +148,17 @@ def usage_middleware(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_wrapper)
         finally:
-            row = usage_row(scope, status, time.perf_counter() - started)
             runtime = scope["app"].state.get("keys_runtime")
-            if row is not None and runtime is not None:
-                tokens = row["prompt_tokens"] + row["completion_tokens"]
-                if row["kind"] == "api_key":
-                    runtime.limiter.charge_tokens(row["key_id"], tokens)
-                runtime.usage.record(row)
+            if runtime is not None:
+                account(
+                    runtime,
+                    principal_of(scope),
+                    usage_of(scope),
+                    scope["method"],  # type: ignore[typeddict-item]
+                    scope.get("path_template") or "<unmatched>",
+                    status,
+                    time.perf_counter() - started,
+                )
 
     return middleware
 

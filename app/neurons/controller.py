@@ -34,7 +34,7 @@ from app.chain.client import (
     Metagraph,
     UnknownNetuid,
 )
-from app.chain.metagraph import CachedMetagraph
+from app.chain.metagraph import CachedMetagraph, MetagraphCache
 from app.errors import http_exception_handler
 from app.neurons.schemas import GenerateCertificateRequest, HyperparamsResponse, NeuronResponse
 from app.neurons.service import CertificateNotFound, HotkeyNotFound, NeuronsService, NoWallet
@@ -88,14 +88,8 @@ class RawResponse:
         await send(body)
 
 
-async def latest_response(scope: ASGIScope, netuid: int) -> ASGIApp:
-    """The hot path: the latest metagraph's prebuilt bytes and headers, no per-request encoding."""
-    cache = scope["litestar_app"].state.metagraph
-    cached = cache.peek(netuid)
-    if cached is None:
-        cached = await cache.latest(netuid)
-    else:
-        cache.count_hit()
+def cached_response(scope: ASGIScope, cache: MetagraphCache, cached: CachedMetagraph) -> RawResponse:
+    """The latest metagraph's prebuilt bytes and headers (a 304 for a matching `If-None-Match`)."""
     headers = cached.raw_headers
     stale = cache.is_stale()
     if stale:
@@ -111,6 +105,17 @@ async def latest_response(scope: ASGIScope, netuid: int) -> ASGIApp:
     if response is None:
         response = cached.asgi_response = RawResponse(200, headers, cached.body)
     return response
+
+
+async def latest_response(scope: ASGIScope, netuid: int) -> ASGIApp:
+    """The latest metagraph from the cache, waiting for the chain only while the cache is cold."""
+    cache: MetagraphCache = scope["litestar_app"].state.metagraph
+    cached = cache.peek(netuid)
+    if cached is None:
+        cached = await cache.latest(netuid)
+    else:
+        cache.count_hit()
+    return cached_response(scope, cache, cached)
 
 
 METAGRAPH_RESPONSES = {
