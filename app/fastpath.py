@@ -23,7 +23,7 @@ from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 
 from app.auth.context import Principal, set_principal, usage_of
 from app.keys.usage import account
-from app.metrics import in_progress_gauge
+from app.metrics import BUFFER, in_progress_gauge
 
 FastHandler = Callable[[HTTPScope, Receive, Send], Awaitable[bool]]
 
@@ -57,11 +57,11 @@ async def answer_fast(
     gauge = in_progress_gauge(method, template, state.settings.app_name)
     started = time.perf_counter()
     status = 500
-    gauge.inc()
+    BUFFER.add_to_gauge(gauge, 1)
     try:
         status = await respond()
     finally:
-        gauge.dec()
+        BUFFER.add_to_gauge(gauge, -1)
         account(
             state.keys_runtime,
             principal,

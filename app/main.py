@@ -28,7 +28,12 @@ from app.keys.controller import KeyController
 from app.keys.runtime import keys_lifespan
 from app.keys.usage import usage_middleware
 from app.logging import configure_logging, request_id_middleware
-from app.metrics import http_metrics_middleware_factory, in_progress_middleware_factory, metrics_endpoint
+from app.metrics import (
+    http_metrics_middleware_factory,
+    in_progress_middleware_factory,
+    metrics_endpoint,
+    metrics_lifespan,
+)
 from app.neurons.controller import neurons_router
 from app.neurons.fastpath import latest_neurons
 from app.settings import Settings, load_settings, secret_values
@@ -118,6 +123,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         plugins=[SQLAlchemyPlugin(config=db_config)],
         on_app_init=[keep_settings],
         lifespan=[
+            metrics_lifespan,
             database_ready,
             # The chain first: it provides the metagraph the keys runtime checks Epistula signers against.
             chain_lifespan,

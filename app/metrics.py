@@ -7,9 +7,13 @@ samples to memory-mapped files there and `/metrics` adds up all workers' files, 
 
 from __future__ import annotations
 
+import asyncio
+import bisect
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Response, get
@@ -50,12 +54,81 @@ REQUESTS_IN_PROGRESS = Gauge(
 _MAX_CACHED_CHILDREN = 1024
 
 
+class MetricBuffer:
+    """Per-request increments kept as plain numbers and written to Prometheus in one go (`flush`).
+
+    In multiprocess mode every `inc()`/`observe()` takes a lock and writes an mmap'd file (about 1.5 µs);
+    the HTTP metrics cost five such writes per request. Buffered, a request costs a few dict and list
+    operations, and the values reach Prometheus once a second (`metrics_lifespan`) and before this worker
+    renders `/metrics`: a scrape may see other workers' last second a second late.
+    """
+
+    def __init__(self) -> None:
+        self._increments: dict[Any, float] = {}
+        # Histogram child -> [sum, count per bucket...] (its buckets, +Inf last).
+        self._observations: dict[Any, list[float]] = {}
+        self._gauges: dict[Any, float] = {}
+
+    def inc(self, child: Any, amount: float = 1.0) -> None:
+        self._increments[child] = self._increments.get(child, 0.0) + amount
+
+    def observe(self, child: Any, value: float) -> None:
+        entry = self._observations.get(child)
+        bounds = child._upper_bounds
+        if entry is None:
+            entry = self._observations[child] = [0.0] * (len(bounds) + 1)
+        entry[0] += value
+        # The first bucket whose bound is >= value, as Histogram.observe() picks it.
+        entry[1 + bisect.bisect_left(bounds, value)] += 1
+
+    def add_to_gauge(self, child: Any, delta: float) -> None:
+        """A gauge this worker alone moves (in-progress requests): `flush` sets it to its running total."""
+        self._gauges[child] = self._gauges.get(child, 0.0) + delta
+
+    def flush(self) -> None:
+        increments, self._increments = self._increments, {}
+        observations, self._observations = self._observations, {}
+        for child, amount in increments.items():
+            child.inc(amount)
+        for child, entry in observations.items():
+            # Histogram.observe() for many values at once: its sum and per-bucket counts (not cumulative).
+            child._sum.inc(entry[0])
+            for bucket, count in zip(child._buckets, entry[1:], strict=True):
+                if count:
+                    bucket.inc(count)
+        for child, value in self._gauges.items():
+            child.set(value)
+
+
+BUFFER = MetricBuffer()
+
+
+async def flush_every(interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        BUFFER.flush()
+
+
+@asynccontextmanager
+async def metrics_lifespan(_app: Any) -> AsyncIterator[None]:
+    """Write the buffered metrics once a second, and a last time at shutdown."""
+    task = asyncio.create_task(flush_every(1.0))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        BUFFER.flush()
+
+
 def multiprocess_enabled() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
 
 
 def render_metrics() -> bytes:
     """All samples in Prometheus' text format: every worker's under `pylon serve`, else this process's."""
+    BUFFER.flush()
     if multiprocess_enabled():
         registry = CollectorRegistry()
         prometheus_multiprocess.MultiProcessCollector(registry)
@@ -108,8 +181,8 @@ def http_metrics_middleware_factory(app_name: str) -> Callable[[ASGIApp], ASGIAp
                     children = (REQUESTS_TOTAL.labels(*labels), REQUEST_DURATION.labels(*labels))
                     if len(cache) < _MAX_CACHED_CHILDREN:
                         cache[key] = children
-                children[0].inc()
-                children[1].observe(time.perf_counter() - started)
+                BUFFER.inc(children[0])
+                BUFFER.observe(children[1], time.perf_counter() - started)
 
         return middleware
 
@@ -141,11 +214,11 @@ def in_progress_middleware_factory(app_name: str) -> Callable[[ASGIApp], ASGIApp
                 return
             template = scope.get("path_template") or UNMATCHED_PATH
             gauge = in_progress_gauge(scope["method"], template, app_name)  # type: ignore[typeddict-item]
-            gauge.inc()
+            BUFFER.add_to_gauge(gauge, 1)
             try:
                 await app(scope, receive, send)
             finally:
-                gauge.dec()
+                BUFFER.add_to_gauge(gauge, -1)
 
         return middleware
 

@@ -29,6 +29,7 @@ from app.inference.schemas import (
     ModelList,
     UsageCounts,
 )
+from app.metrics import BUFFER
 from app.settings import InferenceSettings
 
 log = structlog.get_logger(__name__)
@@ -150,21 +151,23 @@ class InferenceService:
                 self._failed(state, failure)
                 continue
             except UpstreamClientError as refused:
-                metrics.child(metrics.REQUESTS_TOTAL, model, state.name, endpoint, "client_error").inc()
+                BUFFER.inc(metrics.child(metrics.REQUESTS_TOTAL, model, state.name, endpoint, "client_error"))
                 return refused.status, refused.body
             finally:
                 state.in_flight -= 1
             self._account(scope, model, state.name, endpoint, reply.usage, None)
-            metrics.child(metrics.DURATION, model, state.name, endpoint).observe(
-                time.perf_counter() - started
+            BUFFER.observe(
+                metrics.child(metrics.DURATION, model, state.name, endpoint), time.perf_counter() - started
             )
-            metrics.child(
-                metrics.REQUESTS_TOTAL,
-                model,
-                state.name,
-                endpoint,
-                "ok" if reply.status < 400 else "client_error",
-            ).inc()
+            BUFFER.inc(
+                metrics.child(
+                    metrics.REQUESTS_TOTAL,
+                    model,
+                    state.name,
+                    endpoint,
+                    "ok" if reply.status < 400 else "client_error",
+                )
+            )
             return reply.status, reply.body
         raise self._exhausted(model, endpoint, last)
 
@@ -197,14 +200,15 @@ class InferenceService:
                 continue
             except UpstreamClientError as refused:
                 await self._abandon(state, stream)
-                metrics.child(metrics.REQUESTS_TOTAL, model, state.name, endpoint, "client_error").inc()
+                BUFFER.inc(metrics.child(metrics.REQUESTS_TOTAL, model, state.name, endpoint, "client_error"))
                 return refused.status, refused.body
             except BaseException:
                 # The client left while we waited (cancellation): drop the upstream request too.
                 await self._abandon(state, stream)
                 raise
-            metrics.child(metrics.TIME_TO_FIRST_TOKEN, model, state.name, endpoint).observe(
-                time.perf_counter() - started
+            BUFFER.observe(
+                metrics.child(metrics.TIME_TO_FIRST_TOKEN, model, state.name, endpoint),
+                time.perf_counter() - started,
             )
             return self._relay(scope, endpoint, model, state, stream, events, first, started)
         raise self._exhausted(model, endpoint, last)
@@ -248,10 +252,10 @@ class InferenceService:
             await stream.aclose()
             if not accounted:
                 self._account(scope, model, state.name, endpoint, stream.usage, stream)
-            metrics.child(metrics.DURATION, model, state.name, endpoint).observe(
-                time.perf_counter() - started
+            BUFFER.observe(
+                metrics.child(metrics.DURATION, model, state.name, endpoint), time.perf_counter() - started
             )
-            metrics.child(metrics.REQUESTS_TOTAL, model, state.name, endpoint, outcome).inc()
+            BUFFER.inc(metrics.child(metrics.REQUESTS_TOTAL, model, state.name, endpoint, outcome))
             if outcome == "client_disconnected":
                 log.info("inference_stream_cancelled", model=model, backend=state.name)
 
@@ -275,7 +279,7 @@ class InferenceService:
         self.router.failed(state, failure)
 
     def _exhausted(self, model: str, endpoint: Endpoint, last: BackendFailure | None) -> InferenceError:
-        metrics.child(metrics.REQUESTS_TOTAL, model, "none", endpoint, "unavailable").inc()
+        BUFFER.inc(metrics.child(metrics.REQUESTS_TOTAL, model, "none", endpoint, "unavailable"))
         retry_after = max(1, int(self.router.cooldown if last is None or last.cool_down else 1))
         reason = last.reason if last else "no backend answered"
         return InferenceError(
@@ -305,6 +309,6 @@ class InferenceService:
             scope, Usage(model=model, backend=backend, prompt_tokens=prompt, completion_tokens=completion)
         )
         if prompt:
-            metrics.child(metrics.TOKENS_TOTAL, model, backend, "prompt").inc(prompt)
+            BUFFER.inc(metrics.child(metrics.TOKENS_TOTAL, model, backend, "prompt"), prompt)
         if completion:
-            metrics.child(metrics.TOKENS_TOTAL, model, backend, "completion").inc(completion)
+            BUFFER.inc(metrics.child(metrics.TOKENS_TOTAL, model, backend, "completion"), completion)

@@ -15,6 +15,7 @@ from litestar.testing import AsyncTestClient
 from prometheus_client import REGISTRY
 
 from app.main import create_app
+from app.metrics import BUFFER
 from tests.conftest import SettingsFactory, migrate
 from tests.keys.helpers import ADMIN, bearer, create_key
 
@@ -118,11 +119,13 @@ async def test_metrics_and_usage_name_the_route_as_the_router_does(recorded) -> 
         "status_code": "200",
         "app_name": "pylon",
     }
+    BUFFER.flush()
     before = REGISTRY.get_sample_value("pylon_requests_total", labels) or 0.0
     for _ in range(2):
         assert (await client.get(LATEST, headers=bearer(key))).status_code == 200
     assert recorder.routed[-2:] == [True, False]
     # Both requests under the router's template: the fast path labels them as the router does.
+    BUFFER.flush()
     assert REGISTRY.get_sample_value("pylon_requests_total", labels) == before + 2
     assert LATEST not in (await client.get("/metrics", headers=bearer(key))).text
     runtime = client.app.app.state.keys_runtime  # type: ignore[attr-defined]
