@@ -363,6 +363,9 @@ class _Origin:
             raise UpstreamError(message) from None
         except OSError as exc:  # refused, unreachable, DNS (socket.gaierror), TLS (ssl.SSLError)
             raise UpstreamError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        if self.pool.closed:  # closed while this connect was under way
+            conn.abort()
+            raise UpstreamError("the upstream pool was closed")
         self.open.add(conn)
         return conn
 
@@ -438,6 +441,8 @@ class UpstreamPool:
         connect_timeout: float = 5.0,
     ) -> Target:
         """Prepare `method url` with `headers` (Host, User-Agent and Content-Length are added)."""
+        if method == "HEAD":  # llhttp cannot be told that a HEAD answer has no body despite its length
+            raise ValueError("HEAD requests are not supported")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")

@@ -214,9 +214,11 @@ async def test_request_line_headers_and_body(pool):
     assert get_line == b"GET /v1/models HTTP/1.1" and b"content-length" not in get_headers
 
 
-def test_header_values_with_line_breaks_are_refused():
+def test_header_values_with_line_breaks_and_head_requests_are_refused():
     with pytest.raises(ValueError, match="line break"):
         UpstreamPool().target("POST", "http://127.0.0.1:1/x", {"Authorization": "Bearer a\r\nX-Evil: 1"})
+    with pytest.raises(ValueError, match="HEAD"):
+        UpstreamPool().target("HEAD", "http://127.0.0.1:1/x")
 
 
 # --- response framing ---
