@@ -70,10 +70,11 @@ class FakeBackend:
 FakeBackendFactory = Callable[..., FakeBackend]
 
 
-def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any] | None:
-    """The upstream client's tests run on asyncio's own loop and on uvloop (what granian runs)."""
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """The upstream client's tests run on asyncio's own loop and on uvloop (what granian runs); the
+    others on asyncio's alone, as without this hook."""
     if item.path.name != "test_upstream.py":
-        return None
+        return {"asyncio": asyncio.new_event_loop}
     import uvloop
 
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
