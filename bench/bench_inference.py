@@ -4,7 +4,8 @@ Starts the fake model server (tests/fakes/model_server.py, granian, 1 worker) an
 in front of it, both on loopback, then measures with wrk (installed with apt-get when missing):
   - non-streamed chat completions at concurrency 1 and 32: requests/s, p50, p99, direct and through Pylon;
   - time to the first streamed chunk, direct and through Pylon (sequential requests, median and p99);
-  - the upstream client on its own: a bare pass-through proxy on httpx vs on aiohttp at concurrency 32.
+  - the upstream client on its own: a bare pass-through proxy on httpx, on aiohttp and on Pylon's own
+    client (app/inference/upstream.py) at concurrency 32.
 Pylon is called with a minted API key (scope `inference`). Figures are medians of `--rounds` (default 3)
 alternating wrk runs of `--duration` seconds (default 4); nothing is asserted.
 """
@@ -133,7 +134,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=3, help="alternating wrk rounds per side (medians)")
     parser.add_argument("--ttfc-requests", type=int, default=200)
-    parser.add_argument("--skip-clients", action="store_true", help="skip the httpx vs aiohttp comparison")
+    parser.add_argument("--skip-clients", action="store_true", help="skip the bare-proxy client comparison")
     options = parser.parse_args()
 
     wrk = ensure_wrk()
@@ -200,11 +201,11 @@ def main() -> None:
 
         clients = []
         if not options.skip_clients:
-            for name in ("httpx", "aiohttp"):
+            for name in ("httpx", "aiohttp", "upstream"):
                 port = free_port()
                 proxy = start(
                     granian(f"inference_proxies:{name}_app", port, ROOT / "bench"),
-                    {**base_env, "PROXY_UPSTREAM": direct},
+                    {**base_env, "PROXY_UPSTREAM": direct, "PYTHONPATH": str(ROOT)},
                     ROOT / "bench",
                     workdir / f"{name}.log",
                 )

@@ -1,7 +1,8 @@
-"""Two 30-line pass-through proxies, one per HTTP client, to measure the upstream client on its own.
+"""Bare pass-through proxies, one per HTTP client, to measure the upstream client on its own.
 
-`bench_inference.py` runs each under granian (`inference_proxies:httpx_app` / `:aiohttp_app`) in front of
-the fake model server, so the only difference between them is the client library.
+`bench_inference.py` runs each under granian (`inference_proxies:httpx_app` / `:aiohttp_app` /
+`:upstream_app`, the last on Pylon's own client, app/inference/upstream.py) in front of the fake model
+server, so the only difference between them is the client library.
 """
 
 from __future__ import annotations
@@ -76,3 +77,20 @@ async def aiohttp_app(scope: Any, receive: Any, send: Any) -> None:
         return
     async with _clients["aiohttp"].post(UPSTREAM, data=await _body(receive)) as response:
         await _reply(send, response.status, await response.read())
+
+
+async def upstream_app(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        from app.inference.upstream import UpstreamPool
+
+        async def start() -> None:
+            pool = _clients["upstream"] = UpstreamPool()
+            _clients["target"] = pool.target("POST", UPSTREAM, {"Content-Type": "application/json"})
+
+        async def stop() -> None:
+            await _clients["upstream"].close()
+
+        await _lifespan(receive, send, start, stop)
+        return
+    reply = await _clients["upstream"].request(_clients["target"], await _body(receive), read_timeout=300)
+    await _reply(send, reply.status, reply.body)

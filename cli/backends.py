@@ -16,22 +16,24 @@ async def probe_backends(settings):  # type: ignore[no-untyped-def]
     """Probe every configured backend once, as a worker does at start, and return their statuses."""
     from app.inference.router import BackendRouter
     from app.inference.schemas import BackendList
-    from app.inference.service import build_backends, new_session
+    from app.inference.service import build_backends
+    from app.inference.upstream import UpstreamPool
 
-    async with new_session() as session:
-        router = BackendRouter(
-            build_backends(settings.inference, session),
-            cooldown=settings.inference.backend_cooldown,
-            health_interval=settings.inference.backend_health_interval,
-        )
+    pool = UpstreamPool()
+    router = BackendRouter(
+        build_backends(settings.inference, pool),
+        cooldown=settings.inference.backend_cooldown,
+        health_interval=settings.inference.backend_health_interval,
+    )
+    for state in router.states:
+        await state.backend.start()
+    try:
+        await router.probe_all()
+        return BackendList(backends=router.statuses())
+    finally:
         for state in router.states:
-            await state.backend.start()
-        try:
-            await router.probe_all()
-            return BackendList(backends=router.statuses())
-        finally:
-            for state in router.states:
-                await state.backend.close()
+            await state.backend.close()
+        await pool.close()
 
 
 @app.command("list")

@@ -19,7 +19,8 @@ from app.inference.backends.base import Endpoint
 from app.inference.errors import EXCEPTION_HANDLERS
 from app.inference.router import BackendRouter
 from app.inference.schemas import ModelCard, ModelList
-from app.inference.service import InferenceService, build_backends, new_session
+from app.inference.service import InferenceService, build_backends
+from app.inference.upstream import UpstreamPool
 from app.settings import Settings
 
 OPT = {"scope": Scope.INFERENCE, "epistula": True}
@@ -97,9 +98,10 @@ def inference_lifespan(settings: Settings):  # type: ignore[no-untyped-def]
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        session = new_session()
+        # The worker's keep-alive connections to every OpenAI-kind backend (see app/inference/upstream.py).
+        pool = UpstreamPool()
         router = BackendRouter(
-            build_backends(settings.inference, session),
+            build_backends(settings.inference, pool),
             cooldown=settings.inference.backend_cooldown,
             health_interval=settings.inference.backend_health_interval,
         )
@@ -111,6 +113,6 @@ def inference_lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             yield
         finally:
             await router.close()
-            await session.close()
+            await pool.close()
 
     return lifespan

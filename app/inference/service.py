@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import msgspec
 import structlog
 
@@ -29,6 +28,7 @@ from app.inference.schemas import (
     ModelList,
     UsageCounts,
 )
+from app.inference.upstream import UpstreamPool
 from app.metrics import BUFFER
 from app.settings import InferenceSettings
 
@@ -44,22 +44,15 @@ DONE = b"data: [DONE]\n\n"
 CONTENT_ROLES = frozenset({"system", "developer", "user"})
 
 
-def build_backends(settings: InferenceSettings, session: aiohttp.ClientSession) -> list[Backend]:
+def build_backends(settings: InferenceSettings, pool: UpstreamPool) -> list[Backend]:
+    """One backend per configured server; the OpenAI kind shares the worker's upstream pool."""
     backends: list[Backend] = []
     for config in settings.backends:
         if config.kind == "ollama":
             backends.append(OllamaBackend(config))
         else:
-            backends.append(OpenAIBackend(config, session))
+            backends.append(OpenAIBackend(config, pool))
     return backends
-
-
-def new_session() -> aiohttp.ClientSession:
-    """The worker's one upstream connection pool (see the README for why aiohttp and not httpx)."""
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
-    # limit=0: the number of upstream connections follows the number of requests in flight; a cap here
-    # would queue requests inside Pylon where nobody sees them.
-    return aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
 
 
 class InferenceService:

@@ -70,6 +70,16 @@ class FakeBackend:
 FakeBackendFactory = Callable[..., FakeBackend]
 
 
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """The upstream client's tests run on asyncio's own loop and on uvloop (what granian runs); the
+    others on asyncio's alone, as without this hook."""
+    if item.path.name != "test_upstream.py":
+        return {"asyncio": asyncio.new_event_loop}
+    import uvloop
+
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
 @pytest.fixture
 def fake_backend_factory(tmp_path: Path) -> Iterator[FakeBackendFactory]:
     """`fake_backend_factory(models="a,b", token_delay=0.1)` starts a fake model server process."""

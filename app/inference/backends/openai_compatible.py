@@ -1,4 +1,5 @@
-"""Any OpenAI-compatible server (vLLM's `vllm serve`, llama.cpp server, TGI), spoken to over aiohttp.
+"""Any OpenAI-compatible server (vLLM's `vllm serve`, llama.cpp server, TGI), spoken to over Pylon's own
+HTTP/1.1 client (app/inference/upstream.py).
 
 The non-streamed hot path forwards the client's bytes unchanged and returns the backend's bytes
 unchanged, decoding only `usage` (msgspec skips the rest without building objects). Streams are re-framed
@@ -7,10 +8,8 @@ event by event so Pylon can read the final usage chunk, which it always asks for
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
-import aiohttp
 import msgspec
 
 from app.inference.backends.base import (
@@ -22,6 +21,7 @@ from app.inference.backends.base import (
     UpstreamStream,
 )
 from app.inference.schemas import StreamChunkEnvelope, UpstreamModelList, UsageCounts, UsageEnvelope
+from app.inference.upstream import UpstreamError, UpstreamPool, UpstreamResponse
 from app.settings import BackendSettings
 
 PATHS: dict[Endpoint, str] = {
@@ -52,45 +52,44 @@ def with_usage_requested(raw: bytes) -> bytes:
 
 
 class OpenAIBackend(Backend):
-    def __init__(self, config: BackendSettings, session: aiohttp.ClientSession) -> None:
+    def __init__(self, config: BackendSettings, pool: UpstreamPool) -> None:
         super().__init__(config)
-        self.session = session
+        self.pool = pool
         self.base_url = openai_base_url(config.base_url)
-        self.urls = {endpoint: self.base_url + path for endpoint, path in PATHS.items()}
-        self.headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json"}
         if config.api_key:
-            self.headers["Authorization"] = f"Bearer {config.api_key}"
-        self.timeout = aiohttp.ClientTimeout(total=config.read_timeout, sock_connect=config.connect_timeout)
-        # A stream may last long; each read waits at most read_timeout for the next bytes.
-        self.stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
+            headers["Authorization"] = f"Bearer {config.api_key}"
+        connect = config.connect_timeout
+        # Request line and headers prepared once; each request only adds Content-Length and the body.
+        self.targets = {
+            endpoint: pool.target("POST", self.base_url + path, headers, connect_timeout=connect)
+            for endpoint, path in PATHS.items()
+        }
+        self.models_target = pool.target(
+            "GET", self.base_url + "/models", {"Accept": "application/json"}, connect_timeout=connect
         )
-        self.probe_timeout = aiohttp.ClientTimeout(total=min(config.read_timeout, config.connect_timeout + 5))
+        # A whole non-streamed answer, and for streams each read, waits at most read_timeout.
+        self.timeout = config.read_timeout
+        self.probe_timeout = min(config.read_timeout, connect + 5)
 
     async def list_models(self) -> list[str]:
         try:
-            async with self.session.get(
-                self.base_url + "/models", headers=self.headers, timeout=self.probe_timeout
-            ) as response:
-                body = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise BackendFailure(_describe(exc)) from exc
+            response = await self.pool.request(self.models_target, read_timeout=self.probe_timeout)
+        except UpstreamError as exc:
+            raise BackendFailure(str(exc)) from exc
         if response.status != 200:
             raise BackendFailure(f"GET /models answered {response.status}", status=response.status)
         try:
-            return [card.id for card in _models_decoder.decode(body).data]
+            return [card.id for card in _models_decoder.decode(response.body).data]
         except msgspec.DecodeError as exc:
             raise BackendFailure("GET /models answered something that is not a model list") from exc
 
     async def complete(self, endpoint: Endpoint, raw: bytes, request: msgspec.Struct) -> UpstreamReply:
         try:
-            async with self.session.post(
-                self.urls[endpoint], data=raw, headers=self.headers, timeout=self.timeout
-            ) as response:
-                body = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise BackendFailure(_describe(exc)) from exc
+            response = await self.pool.request(self.targets[endpoint], raw, read_timeout=self.timeout)
+        except UpstreamError as exc:
+            raise BackendFailure(str(exc)) from exc
+        status, body = response.status, response.body
         _raise_for_failure(status)
         usage = None
         if status == 200:
@@ -105,18 +104,18 @@ class OpenAIBackend(Backend):
     ) -> UpstreamStream:
         body = with_usage_requested(raw)
         try:
-            response = await self.session.post(
-                self.urls[endpoint], data=body, headers=self.headers, timeout=self.stream_timeout
+            response = await self.pool.request(
+                self.targets[endpoint], body, read_timeout=self.timeout, stream=True
             )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise BackendFailure(_describe(exc)) from exc
+        except UpstreamError as exc:
+            raise BackendFailure(str(exc)) from exc
         if response.status != 200:
             try:
                 error = await response.read()
-            except (aiohttp.ClientError, TimeoutError):
+            except UpstreamError:
                 error = b""
             finally:
-                response.release()
+                response.close()
             _raise_for_failure(response.status)
             raise UpstreamClientError(response.status, error)
         return SSEStream(response, include_usage)
@@ -129,16 +128,10 @@ def _raise_for_failure(status: int) -> None:
         raise BackendFailure("backend answered 429 (busy)", status=status, cool_down=False)
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return f"{type(exc).__name__}: {exc}"
-
-
 class SSEStream(UpstreamStream):
     """Server-sent events from the backend, one complete `data:` event per item."""
 
-    def __init__(self, response: aiohttp.ClientResponse, include_usage: bool) -> None:
+    def __init__(self, response: UpstreamResponse, include_usage: bool) -> None:
         self.response = response
         self.include_usage = include_usage
         self.usage: UsageCounts | None = None
@@ -151,7 +144,7 @@ class SSEStream(UpstreamStream):
         buffer = b""
         data: list[bytes] = []
         try:
-            async for piece in self.response.content.iter_any():
+            async for piece in self.response:
                 buffer += piece
                 # Events end with a blank line; servers use \n or \r\n (sse-starlette does the latter).
                 *lines, buffer = buffer.split(b"\n")
@@ -164,8 +157,8 @@ class SSEStream(UpstreamStream):
                         data = []
                         if event is not None:
                             yield event
-        except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as exc:
-            raise BackendFailure(f"stream broke: {_describe(exc)}") from exc
+        except UpstreamError as exc:
+            raise BackendFailure(f"stream broke: {exc}") from exc
         if data:
             event = self._event(b"\n".join(data))
             if event is not None:
@@ -191,5 +184,5 @@ class SSEStream(UpstreamStream):
         return b"data: " + payload + b"\n\n"
 
     async def aclose(self) -> None:
-        # close(), not release(): an unfinished stream must drop the connection so the backend stops.
+        # An unfinished stream drops its connection (never pooled), so the backend stops generating.
         self.response.close()
