@@ -13,7 +13,7 @@ from sqlalchemy import inspect
 from app.db import VERSION_TABLE, create_engine, load_models, migrations
 from app.settings import Settings
 
-KEY_TABLES = {"api_keys", "api_key_changes", "api_key_rate_windows", "api_key_usage"}
+KEY_TABLES = {"api_keys", "api_key_changes", "api_key_rate_windows", "api_key_usage_buckets"}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
