@@ -212,7 +212,8 @@ async def per_flush(engine: AsyncEngine, label: str, requests: int = 20_000, rou
     per = old / requests * 1e6
     print(f"   old: {requests} rows, executemany  {old * 1e3:8.1f} ms  ({per:6.2f} us per request)")
     per = new / requests * 1e6
-    print(print(f"   new: {buckets} bucket upserts       {new * 1e3:8.1f} ms  ({per:6.2f} us per request)"))
+    print(f"   new: {buckets} bucket upserts       {new * 1e3:8.1f} ms  ({per:6.2f} us per request)")
+    print(f"   new / old: x{new / old:.3f}")
 
 
 async def sqlite_flush(data_dir: Path) -> None:
@@ -260,7 +261,7 @@ def environment(data_dir: Path) -> dict[str, str]:
     }
 
 
-def over_http(old_ref: str, rounds: int = 3, seconds: int = 4) -> None:
+def over_http(old_ref: str, rounds: int = 5, seconds: int = 4) -> None:
     if not shutil.which("wrk"):
         print("3. HTTP: wrk not installed; skipped")
         return
