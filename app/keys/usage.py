@@ -17,7 +17,7 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 from advanced_alchemy.types import DateTimeUTC
@@ -30,6 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.context import PRINCIPAL_KEY, USAGE_KEY, Principal, Usage
 from app.keys.models import ApiKey, UsageBucket
+
+if TYPE_CHECKING:
+    from app.keys.runtime import KeysRuntime
 
 log = structlog.get_logger(__name__)
 
@@ -175,14 +178,15 @@ class UsageRecorder:
             minute_start = dt.datetime.fromtimestamp(minute * 60, dt.UTC)
             rows.append(
                 {
-                    "key_id": key_id,
+                    "key_id": key_id[:64],
                     "kind": kind,
                     "minute": minute_start,
                     "day": minute_start.date(),
-                    "method": method,
-                    "route": route,
+                    # Cut to the columns' lengths: on PostgreSQL one over-long value would fail every write.
+                    "method": method[:10],
+                    "route": route[:300],
                     "status": status,
-                    "model": model,
+                    "model": model[:200],
                     "requests": bucket.requests,
                     "prompt_tokens": bucket.prompt_tokens,
                     "completion_tokens": bucket.completion_tokens,
@@ -246,7 +250,7 @@ def upsert_statement(dialect: str) -> Any:
 
 
 def account(
-    runtime: Any,
+    runtime: KeysRuntime,
     principal: Principal,
     usage: Usage | None,
     method: str,
