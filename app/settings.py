@@ -73,10 +73,11 @@ class KeysSettings(Section, frozen=True, kw_only=True):
     # Seconds between polls of the key change feed and syncs of rate counters with the database: how long
     # a revocation made elsewhere (another worker, instance or the CLI) can go unnoticed.
     sync_interval: float = 1.0
-    # Seconds between usage batch writes; a batch is also written early once it holds `usage_batch_size` rows.
+    # Seconds between usage writes; they also happen early once `usage_batch_size` buckets are waiting (a
+    # bucket is one key's requests to one route with one status and model in one minute).
     usage_flush_interval: float = 2.0
     usage_batch_size: int = 500
-    # Rows kept in memory while the database is unreachable; the oldest are dropped (and logged) beyond it.
+    # Buckets kept in memory while the database is unreachable; the oldest are dropped (and logged) beyond it.
     usage_buffer_max: int = 100_000
     # A cached key is re-read after this many seconds even if no change was seen (a safety net).
     cache_ttl: float = 60.0

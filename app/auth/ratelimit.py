@@ -85,8 +85,13 @@ class RateLimiter:
         return None
 
     def charge_tokens(self, key_id: str, tokens: int) -> None:
+        # Called after every request that reported tokens: window_index() and _counter() inlined.
         if tokens > 0:
-            self._counter(key_id, self.window_index()).pending_tokens += tokens
+            key = (key_id, int(self.clock() // self.window))
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self._counters[key] = _Counter()
+            counter.pending_tokens += tokens
 
     def usage(self, key_id: str) -> tuple[int, int]:
         """Requests and tokens counted for the key in the current window, as far as this process knows."""

@@ -1,4 +1,4 @@
-"""Tables of the keys feature: keys, their change feed, shared rate counters and usage rows."""
+"""Tables of the keys feature: keys, their change feed, shared rate counters and usage buckets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 
 from advanced_alchemy.base import DefaultBase
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import JSON, BigInteger, Date, Float, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Date, Float, Index, Integer, PrimaryKeyConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 # Lists are plain JSON: advanced-alchemy's JsonB breaks on SQLAlchemy 2.1 (no util.portable_instancemethod).
@@ -59,23 +59,34 @@ class RateWindow(DefaultBase):
     __table_args__ = (Index("ix_api_key_rate_windows_window", "window"),)
 
 
-class UsageRecord(DefaultBase):
-    """One request made by a key (or an Epistula signer, under its hotkey)."""
+class UsageBucket(DefaultBase):
+    """Requests by one key (or Epistula signer) in one UTC minute, per method, route, status and model.
 
-    __tablename__ = "api_key_usage"
+    Every worker and instance adds its counts to the same row (an upsert), so a row is the sum of all of them.
+    """
 
-    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    __tablename__ = "api_key_usage_buckets"
+
     # A key id, or an ss58 hotkey for Epistula callers (`kind` says which).
     key_id: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
+    # Start of the minute (UTC).
+    minute: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
+    # The minute's UTC day: reports group by it with the same SQL on SQLite and PostgreSQL.
     day: Mapped[dt.date] = mapped_column(Date)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True))
     method: Mapped[str] = mapped_column(String(10))
     route: Mapped[str] = mapped_column(String(300))
     status: Mapped[int] = mapped_column(Integer)
-    latency_ms: Mapped[float] = mapped_column(Float)
-    model: Mapped[str | None] = mapped_column(String(200), default=None)
-    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    # '' when no model was reported: NULLs never conflict, so a NULL would defeat the unique key.
+    model: Mapped[str] = mapped_column(String(200), default="")
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    latency_ms_total: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_ms_max: Mapped[float] = mapped_column(Float, default=0.0)
 
-    __table_args__ = (Index("ix_api_key_usage_key_day", "key_id", "day"),)
+    __table_args__ = (
+        # The grouping columns are the key (the upsert's conflict target); key_id and minute lead, so the same
+        # index serves "usage of key K since day D". No surrogate id: one index to maintain, not two.
+        PrimaryKeyConstraint("key_id", "minute", "kind", "method", "route", "status", "model"),
+    )

@@ -5,7 +5,7 @@ One `KeysRuntime` lives on `app.state.keys_runtime` in each worker. Its sync tas
 - reads new rows of the change feed and drops those keys from the cache (revocation, expiry and limit
   changes made by another worker, another instance or the CLI take effect within about one interval);
 - pushes this process's rate counts and pulls the totals of all processes (see app/auth/ratelimit.py).
-Its flush task writes usage rows in batches; the lifespan's exit writes the rest.
+Its flush task upserts usage buckets; the lifespan's exit writes the rest.
 """
 
 from __future__ import annotations
@@ -142,14 +142,17 @@ class KeysRuntime:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
         self._tasks = []
-        # A clean shutdown loses nothing: the last usage rows and rate counts are written.
+        # A clean shutdown loses nothing: the last usage buckets and rate counts are written.
         try:
             written = await self.usage.flush()
             await self.limiter.sync(self.sessions)
-            log.info("keys_shutdown_flushed", usage_rows=written)
+            log.info("keys_shutdown_flushed", usage_buckets=written)
         except Exception as exc:
             log.error(
-                "keys_shutdown_flush_failed", error=f"{type(exc).__name__}: {exc}", lost=len(self.usage)
+                "keys_shutdown_flush_failed",
+                error=f"{type(exc).__name__}: {exc}",
+                lost_buckets=len(self.usage),
+                lost_requests=self.usage.pending_requests,
             )
 
 

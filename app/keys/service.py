@@ -10,12 +10,12 @@ import datetime as dt
 
 from litestar.exceptions import ClientException, NotFoundException
 from msgspec import UNSET
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.context import Principal
 from app.auth.keys import CachedKey, mint_key
-from app.keys.models import ApiKey, KeyChange, UsageRecord
+from app.keys.models import ApiKey, KeyChange
 from app.keys.schemas import (
     KeyCreate,
     KeyCreated,
@@ -27,7 +27,7 @@ from app.keys.schemas import (
     UsageTotals,
     parse_duration,
 )
-from app.keys.usage import usage_report_rows
+from app.keys.usage import has_usage, usage_report_rows
 
 
 class KeyNotFoundError(NotFoundException):
@@ -182,12 +182,8 @@ class KeyService:
 
     async def usage(self, key_id: str, days: int = 30) -> KeyUsage:
         """Totals and a per-day series for the last `days` days (UTC), for a key id or an Epistula hotkey."""
-        if await self.session.get(ApiKey, key_id) is None:
-            any_row = await self.session.scalar(
-                select(func.count()).select_from(UsageRecord).where(UsageRecord.key_id == key_id)
-            )
-            if not any_row:
-                raise KeyNotFoundError(f"no key or Epistula hotkey with id {key_id!r}")
+        if await self.session.get(ApiKey, key_id) is None and not await has_usage(self.session, key_id):
+            raise KeyNotFoundError(f"no key or Epistula hotkey with id {key_id!r}")
         since = utcnow().date() - dt.timedelta(days=days - 1)
         series = [
             UsageDay(day=day, requests=n, errors=e, prompt_tokens=p, completion_tokens=c)

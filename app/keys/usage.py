@@ -1,10 +1,14 @@
-"""Usage records: one row per request by a key or an Epistula signer, buffered and written in batches.
+"""Usage: per-minute buckets of requests and tokens per key (or Epistula signer), summed in memory.
 
-The middleware runs outside the route: once the downstream app has sent its whole response (for a stream,
-after the last chunk) it reads who called (`principal_of`) and what they consumed (`usage_of`), charges the
-tokens to the rate limiter and appends a row to the buffer. A background task writes the buffer every
-`PYLON_KEYS_USAGE_FLUSH_INTERVAL` seconds or as soon as it holds `PYLON_KEYS_USAGE_BATCH_SIZE` rows; the
-lifespan writes what is left on a clean shutdown.
+`account()` runs once per finished request (the middleware calls it once the downstream app has sent its
+whole response; for a stream, after the last chunk). It charges the tokens to the key's rate limiter and adds
+the request to its bucket: one per (key, kind, UTC minute, method, route template, status, model), holding
+request, token and latency counters. That is a dict lookup and a few additions, no row per request.
+
+A background task writes the buckets every `PYLON_KEYS_USAGE_FLUSH_INTERVAL` seconds, or as soon as
+`PYLON_KEYS_USAGE_BATCH_SIZE` buckets are waiting; the lifespan writes what is left on a clean shutdown.
+Every worker and instance upserts into the same rows, adding its counts to what is stored, so a bucket in
+the database is the sum over all of them.
 """
 
 from __future__ import annotations
@@ -12,24 +16,70 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from typing import Any, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from advanced_alchemy.types import DateTimeUTC
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from prometheus_client import Counter
-from sqlalchemy import Table, case, func, insert, select, update
+from sqlalchemy import Table, bindparam, case, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth.context import Principal, Usage, principal_of, usage_of
-from app.keys.models import ApiKey, UsageRecord
+from app.auth.context import PRINCIPAL_KEY, USAGE_KEY, Principal, Usage
+from app.keys.models import ApiKey, UsageBucket
+
+if TYPE_CHECKING:
+    from app.keys.runtime import KeysRuntime
 
 log = structlog.get_logger(__name__)
 
-USAGE_ROWS_WRITTEN = Counter("pylon_key_usage_rows_written_total", "Usage rows written to the database.")
-USAGE_ROWS_DROPPED = Counter(
-    "pylon_key_usage_rows_dropped_total", "Usage rows dropped because the buffer was full (database down)."
+USAGE_BUCKETS_WRITTEN = Counter(
+    "pylon_key_usage_buckets_written_total", "Usage buckets (key, minute, route, status, model) upserted."
+)
+USAGE_BUCKETS_DROPPED = Counter(
+    "pylon_key_usage_buckets_dropped_total",
+    "Usage buckets dropped because the buffer was full (database down).",
+)
+USAGE_REQUESTS_DROPPED = Counter(
+    "pylon_key_usage_requests_dropped_total", "Requests whose usage was lost with a dropped bucket."
 )
 RECORDED_KINDS = frozenset({"api_key", "epistula"})
+NO_ROUTE = "<unmatched>"
+
+# (key id, kind, minute as Unix time // 60, method, route, status, model or '').
+BucketKey = tuple[str, str, int, str, str, int, str]
+
+
+class Bucket:
+    """The counters of one bucket in memory; `last_used` is the Unix time of its latest request."""
+
+    __slots__ = (
+        "completion_tokens",
+        "last_used",
+        "latency_ms_max",
+        "latency_ms_total",
+        "prompt_tokens",
+        "requests",
+    )
+
+    def __init__(self, prompt_tokens: int, completion_tokens: int, latency_ms: float, now: float) -> None:
+        self.requests = 1
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
+        self.latency_ms_total = latency_ms
+        self.latency_ms_max = latency_ms
+        self.last_used = now
+
+    def merge(self, other: Bucket) -> None:
+        self.requests += other.requests
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.latency_ms_total += other.latency_ms_total
+        self.latency_ms_max = max(self.latency_ms_max, other.latency_ms_max)
+        self.last_used = max(self.last_used, other.last_used)
 
 
 class UsageRecorder:
@@ -38,99 +88,198 @@ class UsageRecorder:
         sessions: async_sessionmaker[AsyncSession],
         batch_size: int = 500,
         buffer_max: int = 100_000,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._sessions = sessions
+        # Buckets per statement, and how many waiting buckets trigger an early flush.
         self.batch_size = batch_size
+        # Most buckets kept in memory while writes fail.
         self.buffer_max = buffer_max
-        self._rows: list[dict[str, Any]] = []
+        self.clock = clock
+        self._buckets: dict[BucketKey, Bucket] = {}
         self._lock = asyncio.Lock()
         self.batch_ready = asyncio.Event()
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._buckets)
 
-    def record(self, row: dict[str, Any]) -> None:
-        self._rows.append(row)
-        if len(self._rows) >= self.batch_size:
-            self.batch_ready.set()
+    @property
+    def pending_requests(self) -> int:
+        return sum(bucket.requests for bucket in self._buckets.values())
+
+    def record(
+        self,
+        key_id: str,
+        kind: str,
+        method: str,
+        route: str,
+        status: int,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        latency_ms: float,
+    ) -> None:
+        """Add one request to its bucket (O(1): a dict lookup and a few additions)."""
+        now = self.clock()
+        key = (key_id, kind, int(now) // 60, method, route, status, model)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            self._buckets[key] = Bucket(prompt_tokens, completion_tokens, latency_ms, now)
+            if len(self._buckets) >= self.batch_size:
+                self.batch_ready.set()
+            return
+        bucket.requests += 1
+        bucket.prompt_tokens += prompt_tokens
+        bucket.completion_tokens += completion_tokens
+        bucket.latency_ms_total += latency_ms
+        if latency_ms > bucket.latency_ms_max:
+            bucket.latency_ms_max = latency_ms
+        bucket.last_used = now
 
     async def flush(self) -> int:
-        """Write every buffered row; on failure keep them (up to the buffer's bound) and re-raise."""
+        """Upsert every waiting bucket; on failure keep them (up to the buffer's bound) and re-raise."""
         async with self._lock:
             self.batch_ready.clear()
-            rows, self._rows = self._rows, []
-            if not rows:
+            buckets, self._buckets = self._buckets, {}
+            if not buckets:
                 return 0
             try:
-                await self._write(rows)
+                await self._write(buckets)
             except BaseException:
-                self._rows = rows + self._rows
-                overflow = len(self._rows) - self.buffer_max
-                if overflow > 0:
-                    del self._rows[:overflow]
-                    USAGE_ROWS_DROPPED.inc(overflow)
-                    log.warning("usage_rows_dropped", count=overflow)
+                self._keep(buckets)
                 raise
-            USAGE_ROWS_WRITTEN.inc(len(rows))
-            return len(rows)
+            USAGE_BUCKETS_WRITTEN.inc(len(buckets))
+            return len(buckets)
 
-    async def _write(self, rows: list[dict[str, Any]]) -> None:
-        last_used: dict[str, dt.datetime] = {}
-        for row in rows:
-            if row["kind"] == "api_key":
-                last_used[row["key_id"]] = max(
-                    row["created_at"], last_used.get(row["key_id"], row["created_at"])
-                )
-        # A Core insert of the table, not the ORM entity: an executemany with no per-row ORM bookkeeping,
-        # which at thousands of requests per second was a large share of the worker's time.
-        statement = insert(cast(Table, UsageRecord.__table__))
+    def _keep(self, failed: dict[BucketKey, Bucket]) -> None:
+        """Merge the buckets of a failed write back in front of those recorded meanwhile; drop the oldest."""
+        for key, bucket in self._buckets.items():
+            kept = failed.get(key)
+            if kept is None:
+                failed[key] = bucket
+            else:
+                kept.merge(bucket)
+        self._buckets = failed
+        overflow = len(failed) - self.buffer_max
+        if overflow > 0:
+            oldest = list(failed)[:overflow]
+            requests = sum(failed.pop(key).requests for key in oldest)
+            USAGE_BUCKETS_DROPPED.inc(overflow)
+            USAGE_REQUESTS_DROPPED.inc(requests)
+            log.warning("usage_buckets_dropped", buckets=overflow, requests=requests)
+
+    async def _write(self, buckets: dict[BucketKey, Bucket]) -> None:
+        rows: list[dict[str, Any]] = []
+        last_used: dict[str, float] = {}
+        # Sorted, so that concurrent flushes lock rows in the same order (no deadlocks on PostgreSQL).
+        for key in sorted(buckets):
+            key_id, kind, minute, method, route, status, model = key
+            bucket = buckets[key]
+            minute_start = dt.datetime.fromtimestamp(minute * 60, dt.UTC)
+            rows.append(
+                {
+                    "key_id": key_id[:64],
+                    "kind": kind,
+                    "minute": minute_start,
+                    "day": minute_start.date(),
+                    # Cut to the columns' lengths: on PostgreSQL one over-long value would fail every write.
+                    "method": method[:10],
+                    "route": route[:300],
+                    "status": status,
+                    "model": model[:200],
+                    "requests": bucket.requests,
+                    "prompt_tokens": bucket.prompt_tokens,
+                    "completion_tokens": bucket.completion_tokens,
+                    "latency_ms_total": bucket.latency_ms_total,
+                    "latency_ms_max": bucket.latency_ms_max,
+                }
+            )
+            if kind == "api_key" and bucket.last_used > last_used.get(key_id, 0.0):
+                last_used[key_id] = bucket.last_used
         async with self._sessions() as session:
+            statement = upsert_statement(session.get_bind().dialect.name)
             for start in range(0, len(rows), self.batch_size):
                 await session.execute(statement, rows[start : start + self.batch_size])
-            for key_id, used_at in last_used.items():
+            if last_used:
                 await session.execute(
-                    update(ApiKey)
-                    .where(ApiKey.id == key_id)
-                    .where((ApiKey.last_used_at.is_(None)) | (ApiKey.last_used_at < used_at))
-                    .values(last_used_at=used_at)
+                    LAST_USED,
+                    [
+                        {"key": key_id, "used_at": dt.datetime.fromtimestamp(last_used[key_id], dt.UTC)}
+                        for key_id in sorted(last_used)
+                    ],
                 )
             await session.commit()
 
 
+def _last_used_statement() -> Any:
+    # A Core executemany (one round trip), not an ORM update per key: with aiosqlite each statement is a
+    # hop to its thread, and 20 ORM updates cost more than the whole upsert.
+    table = cast(Table, ApiKey.__table__)
+    used_at = bindparam("used_at", type_=DateTimeUTC(timezone=True))
+    return (
+        update(table)
+        .where(table.c.id == bindparam("key"))
+        .where(or_(table.c.last_used_at.is_(None), table.c.last_used_at < used_at))
+        .values(last_used_at=used_at)
+    )
+
+
+LAST_USED = _last_used_statement()
+
+
+def upsert_statement(dialect: str) -> Any:
+    """INSERT a bucket, or ADD its counters to the stored row: other workers and instances write there too."""
+    # The Core table, not the ORM entity: an executemany with no per-row ORM bookkeeping.
+    table = cast(Table, UsageBucket.__table__)
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(table)
+    new, old = statement.excluded, table.c
+    return statement.on_conflict_do_update(
+        index_elements=list(table.primary_key.columns),
+        set_={
+            "requests": old.requests + new.requests,
+            "prompt_tokens": old.prompt_tokens + new.prompt_tokens,
+            "completion_tokens": old.completion_tokens + new.completion_tokens,
+            "latency_ms_total": old.latency_ms_total + new.latency_ms_total,
+            # CASE rather than max()/greatest(), whose names differ between SQLite and PostgreSQL.
+            "latency_ms_max": case(
+                (new.latency_ms_max > old.latency_ms_max, new.latency_ms_max), else_=old.latency_ms_max
+            ),
+        },
+    )
+
+
 def account(
-    runtime: Any,
-    principal: Principal | None,
+    runtime: KeysRuntime,
+    principal: Principal,
     usage: Usage | None,
     method: str,
     route: str,
     status: int,
     latency: float,
 ) -> None:
-    """Charge a finished request's tokens to its key's budget and record its usage (keys and signers only)."""
-    if principal is None or principal.kind not in RECORDED_KINDS:
+    """Account one finished request: charge its tokens to the key's rate limit and add it to its bucket.
+
+    `runtime` is the worker's KeysRuntime (its `limiter` and `usage`); `latency` is in seconds. Returns at
+    once for the admin and metrics tokens, whose requests are not recorded.
+    """
+    kind = principal.kind
+    if kind not in RECORDED_KINDS:
         return
-    now = dt.datetime.now(dt.UTC)
-    prompt, completion = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
-    row = {
-        "key_id": principal.id,
-        "kind": principal.kind,
-        "day": now.date(),
-        "created_at": now,
-        "method": method,
-        "route": route,
-        "status": status,
-        "latency_ms": round(latency * 1000, 3),
-        "model": usage.model if usage else None,
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-    }
-    if principal.kind == "api_key":
-        runtime.limiter.charge_tokens(principal.id, prompt + completion)
-    runtime.usage.record(row)
+    if usage is None:
+        model, prompt_tokens, completion_tokens = "", 0, 0
+    else:
+        model = usage.model or ""
+        prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        if kind == "api_key" and (prompt_tokens or completion_tokens):
+            runtime.limiter.charge_tokens(principal.id, prompt_tokens + completion_tokens)
+    runtime.usage.record(
+        principal.id, kind, method, route, status, model, prompt_tokens, completion_tokens, latency * 1000.0
+    )
 
 
 def usage_middleware(app: ASGIApp) -> ASGIApp:
-    """Record each keyed request once its response is complete, and charge its tokens."""
+    """Account each request by a key or signer once its response is complete (streams included)."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,36 +297,51 @@ def usage_middleware(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_wrapper)
         finally:
-            runtime = scope["app"].state.get("keys_runtime")
-            if runtime is not None:
-                account(
-                    runtime,
-                    principal_of(scope),
-                    usage_of(scope),
-                    scope["method"],  # type: ignore[typeddict-item]
-                    scope.get("path_template") or "<unmatched>",
-                    status,
-                    time.perf_counter() - started,
-                )
+            # The scope's state read directly (not principal_of/usage_of): this runs for every request.
+            state = scope.get("state")
+            principal: Principal | None = state.get(PRINCIPAL_KEY) if state else None
+            if principal is not None and principal.kind in RECORDED_KINDS:
+                runtime = scope["app"].state.get("keys_runtime")
+                if runtime is not None:
+                    account(
+                        runtime,
+                        principal,
+                        state.get(USAGE_KEY),
+                        cast("HTTPScope", scope)["method"],
+                        scope.get("path_template") or NO_ROUTE,
+                        status,
+                        time.perf_counter() - started,
+                    )
 
     return middleware
+
+
+def day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
 async def usage_report_rows(
     session: AsyncSession, key_id: str, since: dt.date
 ) -> list[tuple[dt.date, int, int, int, int]]:
-    """(day, requests, errors, prompt tokens, completion tokens) per day since `since`."""
-    errors = func.sum(case((UsageRecord.status >= 400, 1), else_=0))
+    """(day, requests, errors, prompt tokens, completion tokens) per day since `since`, from the buckets."""
+    errors = func.sum(case((UsageBucket.status >= 400, UsageBucket.requests), else_=0))
     result = await session.execute(
         select(
-            UsageRecord.day,
-            func.count(),
+            UsageBucket.day,
+            func.sum(UsageBucket.requests),
             errors,
-            func.coalesce(func.sum(UsageRecord.prompt_tokens), 0),
-            func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
+            func.sum(UsageBucket.prompt_tokens),
+            func.sum(UsageBucket.completion_tokens),
         )
-        .where(UsageRecord.key_id == key_id, UsageRecord.day >= since)
-        .group_by(UsageRecord.day)
-        .order_by(UsageRecord.day)
+        # On minute, not day: the primary key (key_id, minute, ...) serves this filter.
+        .where(UsageBucket.key_id == key_id, UsageBucket.minute >= day_start(since))
+        .group_by(UsageBucket.day)
+        .order_by(UsageBucket.day)
     )
-    return [(day, int(n), int(e or 0), int(p), int(c)) for day, n, e, p, c in result.all()]
+    return [(day, int(n), int(e or 0), int(p or 0), int(c or 0)) for day, n, e, p, c in result.all()]
+
+
+async def has_usage(session: AsyncSession, key_id: str) -> bool:
+    """Whether any bucket names this id (how an Epistula hotkey, which has no key row, is known)."""
+    found = await session.scalar(select(UsageBucket.key_id).where(UsageBucket.key_id == key_id).limit(1))
+    return found is not None
