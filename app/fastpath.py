@@ -1,4 +1,4 @@
-"""Hot routes answered ahead of Litestar's router, for the plain successful case only.
+"""Hot routes answered before Litestar's own entry point, for the plain successful case only.
 
 Validators poll the latest metagraph and clients call inference thousands of times a second; for those
 requests Litestar's routing, middleware stack and handler pipeline cost more than the work itself. A fast
@@ -8,66 +8,73 @@ caller known without I/O (`authorize_cached`) and data already in memory. Everyt
 credentials, a cold cache, bad input) goes through the full route, so every refusal and error keeps one
 rendering.
 
-The request id and the HTTP metrics wrap both paths (see `create_app()`); `answer_fast` adds what
-Litestar's own middlewares give a matched route: the route template, the caller, the in-progress gauge
-and the usage record.
+`answer_fast` gives a fast answer what the middlewares around Litestar's router give a routed one: the
+request id (header and log lines), the HTTP metrics under the route's template, the in-progress gauge,
+the caller in the scope and the usage record.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import cast
+from typing import Any, cast
 
-from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
+from litestar import Litestar
+from litestar.types import HTTPScope, Receive, Scope, Send
 
 from app.auth.context import Principal, set_principal, usage_of
 from app.keys.usage import account
-from app.metrics import BUFFER, in_progress_gauge
+from app.logging import RequestIds
+from app.metrics import BUFFER, count_request, in_progress_gauge
 
 FastHandler = Callable[[HTTPScope, Receive, Send], Awaitable[bool]]
+# Sends the answer, including this `X-Request-ID` header, and returns its status code.
+Respond = Callable[[tuple[bytes, bytes]], Awaitable[int]]
 
 
-def fast_routes(handlers: Sequence[FastHandler]) -> Callable[[ASGIApp], ASGIApp]:
-    """Wrap Litestar's router: each handler in turn may answer an HTTP request before it."""
+class PylonApp(Litestar):
+    """Litestar, with `fast_handlers` tried on each HTTP request before Litestar's own entry point (whose
+    per-message send wrapper alone costs more than a fast answer's bookkeeping)."""
 
-    def wrap(app: ASGIApp) -> ASGIApp:
-        async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] == "http":
-                http_scope = cast(HTTPScope, scope)
-                for handler in handlers:
-                    if await handler(http_scope, receive, send):
-                        return
-            await app(scope, receive, send)
+    fast_handlers: Sequence[FastHandler] = ()
+    request_ids: RequestIds
 
-        return dispatch
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.fast_handlers:
+            # What Litestar.__call__ puts in the scope, which the fast handlers read.
+            scope["app"] = scope["litestar_app"] = self
+            scope.setdefault("state", {})
+            http_scope = cast(HTTPScope, scope)
+            for handler in self.fast_handlers:
+                if await handler(http_scope, receive, send):
+                    return
+        await super().__call__(scope, receive, send)
 
-    return wrap
+
+def app_of(scope: Scope) -> PylonApp:
+    return cast(PylonApp, scope["app"])
 
 
-async def answer_fast(
-    scope: HTTPScope, template: str, principal: Principal, respond: Callable[[], Awaitable[int]]
-) -> None:
-    """Run `respond` (which sends the answer and returns its status) as the route `template` would, for
-    `principal`."""
+async def answer_fast(scope: HTTPScope, template: str, principal: Principal, respond: Respond) -> None:
+    """Run `respond` as the route `template` would answer, for `principal`."""
+    app = app_of(scope)
+    state = app.state
+    app_name: str = state.settings.app_name
+    request_id = app.request_ids.of(scope)
+    scope["state"]["request_id"] = request_id
     scope["path_template"] = template
     set_principal(scope, principal)
-    state = scope["app"].state
     method = scope["method"]
-    gauge = in_progress_gauge(method, template, state.settings.app_name)
+    gauge = in_progress_gauge(method, template, app_name)
+    token = RequestIds.bind(request_id)
     started = time.perf_counter()
     status = 500
     BUFFER.add_to_gauge(gauge, 1)
     try:
-        status = await respond()
+        status = await respond((RequestIds.HEADER, request_id.encode()))
     finally:
+        latency = time.perf_counter() - started
         BUFFER.add_to_gauge(gauge, -1)
-        account(
-            state.keys_runtime,
-            principal,
-            usage_of(scope),
-            method,
-            template,
-            status,
-            time.perf_counter() - started,
-        )
+        count_request(method, template, status, app_name, latency)
+        account(state.keys_runtime, principal, usage_of(scope), method, template, status, latency)
+        RequestIds.unbind(token)

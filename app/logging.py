@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 import structlog
@@ -197,16 +197,39 @@ def _id_generator() -> Iterable[str]:
     return (f"{prefix}{n:016x}" for n in itertools.count())
 
 
-def request_id_middleware(app: ASGIApp) -> ASGIApp:
+class RequestIds:
+    """The request id of each request: the caller's `X-Request-ID` when sane, else a new one.
+
+    Built in the worker that serves (granian forks workers after importing this module), so each worker
+    has its own random prefix.
+    """
+
+    HEADER = _REQUEST_ID_HEADER_BYTES
+
+    def __init__(self) -> None:
+        self._new = iter(_id_generator())
+
+    def of(self, scope: Scope) -> str:
+        return _incoming_request_id(scope) or next(self._new)
+
+    @staticmethod
+    def bind(request_id: str) -> Token[str | None]:
+        """Make log lines written from here on (in this task) carry `request_id`; undo with `unbind`."""
+        return _request_id.set(request_id)
+
+    @staticmethod
+    def unbind(token: Token[str | None]) -> None:
+        _request_id.reset(token)
+
+
+def request_id_middleware(app: ASGIApp, ids: RequestIds) -> ASGIApp:
     """Bind a request id to every log line of the request and return it in `X-Request-ID`."""
-    # Built here, in the worker that serves (granian forks workers after importing this module).
-    new_ids = iter(_id_generator())
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or next(new_ids)
+        request_id = ids.of(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         header = (_REQUEST_ID_HEADER_BYTES, request_id.encode())
 

@@ -20,14 +20,14 @@ from app.auth.guards import auth_middleware
 from app.chain.lifespan import chain_lifespan
 from app.db import alchemy_config
 from app.errors import EXCEPTION_HANDLERS
-from app.fastpath import fast_routes
+from app.fastpath import PylonApp
 from app.health import database_check, health, ready, ready_checks
 from app.inference.controller import inference_lifespan, inference_router
 from app.inference.fastpath import inference
 from app.keys.controller import KeyController
 from app.keys.runtime import keys_lifespan
 from app.keys.usage import usage_middleware
-from app.logging import configure_logging, request_id_middleware
+from app.logging import RequestIds, configure_logging, request_id_middleware
 from app.metrics import (
     http_metrics_middleware_factory,
     in_progress_middleware_factory,
@@ -59,20 +59,23 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
-def around_router(factory: Callable[P, Litestar]) -> Callable[P, Litestar]:
-    """Put the fast routes (app/fastpath.py), the request id and the HTTP request metrics around Litestar's
-    router.
+def around_router(factory: Callable[P, PylonApp]) -> Callable[P, PylonApp]:
+    """Give the app its fast routes (app/fastpath.py, tried before Litestar's entry point) and put the
+    request id and the HTTP request metrics around Litestar's router.
 
     Litestar runs the middlewares listed in `create_app()` only for matched routes; 404s and 405s are
     answered before them and would get no `X-Request-ID` and no count.
     """
 
     @functools.wraps(factory)
-    def build(*args: P.args, **kwargs: P.kwargs) -> Litestar:
+    def build(*args: P.args, **kwargs: P.kwargs) -> PylonApp:
         app = factory(*args, **kwargs)
         app_name = app.state.settings.app_name
-        routes = fast_routes([latest_neurons, inference])(app.asgi_handler)
-        app.asgi_handler = request_id_middleware(http_metrics_middleware_factory(app_name)(routes))
+        app.request_ids = RequestIds()
+        app.fast_handlers = (latest_neurons, inference)
+        app.asgi_handler = request_id_middleware(
+            http_metrics_middleware_factory(app_name)(app.asgi_handler), app.request_ids
+        )
         return app
 
     return build
@@ -95,7 +98,7 @@ async def unfreeze_objects(_app: Litestar) -> None:
 
 
 @around_router
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(settings: Settings | None = None) -> PylonApp:
     """Build the app. granian calls this with no argument in each worker, which reads the environment."""
     settings = settings or load_settings()
     configure_logging(settings.logging, redact=secret_values(settings))
@@ -110,7 +113,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app_config.state["settings"] = settings
         return app_config
 
-    return Litestar(
+    return PylonApp(
         route_handlers=[
             health,
             ready,

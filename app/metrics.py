@@ -146,6 +146,22 @@ def mark_worker_dead(pid: int) -> None:
         prometheus_multiprocess.mark_process_dead(pid)
 
 
+_http_children: dict[tuple[str, str, int, str], tuple[Any, Any]] = {}
+
+
+def count_request(method: str, template: str, status_code: int, app_name: str, seconds: float) -> None:
+    """Count and time one answered HTTP request (buffered, see MetricBuffer)."""
+    key = (method, template, status_code, app_name)
+    children = _http_children.get(key)
+    if children is None:
+        labels = (method, template, str(status_code), app_name)
+        children = (REQUESTS_TOTAL.labels(*labels), REQUEST_DURATION.labels(*labels))
+        if len(_http_children) < _MAX_CACHED_CHILDREN:
+            _http_children[key] = children
+    BUFFER.inc(children[0])
+    BUFFER.observe(children[1], seconds)
+
+
 def http_metrics_middleware_factory(app_name: str) -> Callable[[ASGIApp], ASGIApp]:
     """Count and time every HTTP request, labelled by route template (never the raw path: it would explode).
 
@@ -154,8 +170,6 @@ def http_metrics_middleware_factory(app_name: str) -> Callable[[ASGIApp], ASGIAp
     """
 
     def http_metrics_middleware(app: ASGIApp) -> ASGIApp:
-        cache: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != "http":
                 await app(scope, receive, send)
@@ -173,16 +187,9 @@ def http_metrics_middleware_factory(app_name: str) -> Callable[[ASGIApp], ASGIAp
                 await app(scope, receive, send_wrapper)
             finally:
                 # Litestar's router sets the template on this same scope once it has matched a route.
-                path = scope.get("path_template") or UNMATCHED_PATH
-                key = (scope["method"], path, status_code)  # type: ignore[typeddict-item]
-                children = cache.get(key)
-                if children is None:
-                    labels = (key[0], path, str(status_code), app_name)
-                    children = (REQUESTS_TOTAL.labels(*labels), REQUEST_DURATION.labels(*labels))
-                    if len(cache) < _MAX_CACHED_CHILDREN:
-                        cache[key] = children
-                BUFFER.inc(children[0])
-                BUFFER.observe(children[1], time.perf_counter() - started)
+                template = scope.get("path_template") or UNMATCHED_PATH
+                method = scope["method"]  # type: ignore[typeddict-item]
+                count_request(method, template, status_code, app_name, time.perf_counter() - started)
 
         return middleware
 

@@ -54,8 +54,8 @@ async def inference(scope: HTTPScope, receive: Receive, send: Send) -> bool:
         return False
     service: InferenceService = state.inference
 
-    async def respond() -> int:
-        return await _serve(service, scope, receive, send, endpoint)
+    async def respond(request_id: tuple[bytes, bytes]) -> int:
+        return await _serve(service, scope, receive, send, endpoint, request_id)
 
     # The route's template is its path: these routes have no parameters.
     await answer_fast(scope, path, principal, respond)
@@ -63,7 +63,12 @@ async def inference(scope: HTTPScope, receive: Receive, send: Send) -> bool:
 
 
 async def _serve(
-    service: InferenceService, scope: HTTPScope, receive: Receive, send: Send, endpoint: Endpoint
+    service: InferenceService,
+    scope: HTTPScope,
+    receive: Receive,
+    send: Send,
+    endpoint: Endpoint,
+    request_id: tuple[bytes, bytes],
 ) -> int:
     try:
         raw = await _read_body(scope, receive, service.settings.inference_max_body_size)
@@ -72,13 +77,14 @@ async def _serve(
         if endpoint != "embeddings" and body.stream:
             result = await service.open_stream(scope, endpoint, raw, body)
             if isinstance(result, tuple):
-                return await _send_json(send, *result)
-            await _stream(receive, send, result)
+                return await _send_json(send, *result, [request_id])
+            await _stream(receive, send, result, request_id)
             return 200
         status, content = await service.complete(scope, endpoint, raw, body)
-        return await _send_json(send, status, content)
+        return await _send_json(send, status, content, [request_id])
     except InferenceError as exc:
         headers = [(name.lower().encode(), value.encode()) for name, value in exc.headers.items()]
+        headers.append(request_id)
         return await _send_json(
             send, exc.status_code, error_body(exc.status_code, exc.message, exc.code, exc.param), headers
         )
@@ -87,7 +93,8 @@ async def _serve(
     except Exception:
         # As the router's `internal_error_handler` does: logged with its traceback, a 500 in OpenAI's format.
         log.exception("inference_unhandled_error", path=scope["path"])
-        return await _send_json(send, 500, error_body(500, "internal server error", "internal_error"))
+        body = error_body(500, "internal server error", "internal_error")
+        return await _send_json(send, 500, body, [request_id])
 
 
 class ClientGone(Exception):
@@ -139,7 +146,9 @@ async def _send_json(
     return status
 
 
-async def _stream(receive: Receive, send: Send, events: AsyncIterator[bytes]) -> None:
+async def _stream(
+    receive: Receive, send: Send, events: AsyncIterator[bytes], request_id: tuple[bytes, bytes]
+) -> None:
     """Relay server-sent events; a client that disconnects cancels the relay, which closes the upstream
     request (the service's relay closes it in its `finally`)."""
     relay = asyncio.current_task()
@@ -156,7 +165,7 @@ async def _stream(receive: Receive, send: Send, events: AsyncIterator[bytes]) ->
 
     watcher = asyncio.create_task(cancel_on_disconnect())
     try:
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        await send({"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, request_id]})
         async for event in events:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})

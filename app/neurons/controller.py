@@ -87,6 +87,13 @@ class RawResponse:
         await send(start)
         await send(body)
 
+    async def send_with(self, send: Send, header: tuple[bytes, bytes]) -> int:
+        """Send this response with one more header (a fresh list: the prebuilt one is shared); returns
+        the status."""
+        await send({"type": "http.response.start", "status": self.status, "headers": [*self.headers, header]})
+        await send({"type": "http.response.body", "body": self.body, "more_body": False})
+        return self.status
+
 
 def cached_response(scope: ASGIScope, cache: MetagraphCache, cached: CachedMetagraph) -> RawResponse:
     """The latest metagraph's prebuilt bytes and headers (a 304 for a matching `If-None-Match`)."""

@@ -53,9 +53,5 @@ async def latest_neurons(scope: HTTPScope, receive: Receive, send: Send) -> bool
     cache.count_hit()
     response = cached_response(scope, cache, cached)
 
-    async def respond() -> int:
-        await response(scope, receive, send)
-        return response.status
-
-    await answer_fast(scope, template, principal, respond)
+    await answer_fast(scope, template, principal, lambda header: response.send_with(send, header))
     return True

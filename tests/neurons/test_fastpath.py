@@ -63,6 +63,9 @@ async def test_a_cached_key_is_served_by_the_fast_path_with_the_routes_answer(re
     assert full.content == fast.content and fast.json()["neurons"]
     assert comparable(full.headers) == comparable(fast.headers)
     assert full.headers["x-request-id"] != fast.headers["x-request-id"]
+    # A caller's own request id comes back, as on the full route.
+    traced = await client.get(LATEST, headers={**bearer(key), "X-Request-ID": "trace-42"})
+    assert traced.headers["x-request-id"] == "trace-42" and recorder.routed[-1] is False
     etag = fast.headers["etag"]
     not_modified = await client.get(LATEST, headers={**bearer(key), "If-None-Match": etag})
     assert not_modified.status_code == 304 and not_modified.content == b""
