@@ -3,6 +3,9 @@
 Starts the fake model server (tests/fakes/model_server.py, granian, 1 worker) and `pylon serve` (1 worker)
 in front of it, both on loopback, then measures with wrk (installed with apt-get when missing):
   - non-streamed chat completions at concurrency 1 and 32: requests/s, p50, p99, direct and through Pylon;
+  - the same at concurrency 32 against a second fake that takes `--paced-latency` per answer (default 5 ms,
+    near the 5,685 req/s direct of the issue's backend; the instant fake answers four times faster, so
+    there the ratio measures CPU shared on 2 cores more than Pylon's cost);
   - time to the first streamed chunk, direct and through Pylon (sequential requests, median and p99);
   - the upstream client on its own: a bare pass-through proxy on httpx, on aiohttp and on Pylon's own
     client (app/inference/upstream.py) at concurrency 32.
@@ -135,6 +138,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating wrk rounds per side (medians)")
     parser.add_argument("--ttfc-requests", type=int, default=200)
     parser.add_argument("--skip-clients", action="store_true", help="skip the bare-proxy client comparison")
+    parser.add_argument(
+        "--paced-latency",
+        type=float,
+        default=0.005,
+        help="seconds the paced backend takes per answer (0.005 puts it near the issue's 5,685 req/s direct)",
+    )
     options = parser.parse_args()
 
     wrk = ensure_wrk()
@@ -152,13 +161,25 @@ def main() -> None:
         processes.append(fake)
         direct = f"http://127.0.0.1:{fake_port}"
         wait_up(f"{direct}/v1/models", fake)
+        # A second backend that takes a fixed time per answer, as a model server does: the issue's own
+        # backend answered 5,685 req/s at concurrency 32, four times fewer than the instant fake.
+        paced_port = free_port()
+        paced_env = {**base_env, "FAKE_LATENCY": str(options.paced_latency), "FAKE_MODELS": "paced-model"}
+        paced = start(
+            granian("tests.fakes.model_server:app", paced_port, ROOT), paced_env, ROOT, workdir / "paced.log"
+        )
+        processes.append(paced)
+        paced_direct = f"http://127.0.0.1:{paced_port}"
+        wait_up(f"{paced_direct}/v1/models", paced)
 
         pylon_env = {
             **base_env,
             "PYLON_ENV_FILE": str(ROOT / "envs" / "test.env"),
             "PYLON_DATA_DIR": str(workdir / "data"),
             "PYLON_LOG_LEVEL": "WARNING",
-            "PYLON_BACKENDS": json.dumps([{"name": "fake", "base_url": direct}]),
+            "PYLON_BACKENDS": json.dumps(
+                [{"name": "fake", "base_url": direct}, {"name": "paced", "base_url": paced_direct}]
+            ),
             # test.env's 0.2 s simulated blocks would keep Pylon's worker busy; the bench measures the proxy.
             "PYLON_LOCAL_BLOCK_TIME": "60",
         }
@@ -189,6 +210,18 @@ def main() -> None:
                 for name in ("direct", "pylon")
             )
             rows.append((connections, d, p))
+
+        paced_script = workdir / "paced.lua"
+        paced_script.write_text(LUA % (BODY.replace("fake-model", "paced-model"), authorization))
+        paced_samples: dict[str, list[dict[str, float]]] = {"direct": [], "pylon": []}
+        for _ in range(options.rounds):
+            for name, base in (("direct", paced_direct), ("pylon", through)):
+                url = f"{base}/v1/chat/completions"
+                paced_samples[name].append(run_wrk(wrk, url, 32, options.duration, paced_script))
+        paced_d, paced_p = (
+            {key: statistics.median(s[key] for s in paced_samples[name]) for key in paced_samples[name][0]}
+            for name in ("direct", "pylon")
+        )
 
         ttfc_direct, ttfc_pylon = [], []
         for _ in range(2):  # interleaved halves so drift hits both sides alike
@@ -230,6 +263,17 @@ def main() -> None:
                 f"{'':>11} {'->':>8} pylon/direct throughput {p['rps'] / d['rps']:.0%}, "
                 f"added p50 {p['p50_ms'] - d['p50_ms']:+.2f} ms"
             )
+        print(
+            "\n== the same at concurrency 32 against a paced backend"
+            f" ({options.paced_latency * 1000:g} ms per answer, near the issue's 5,685 req/s direct) =="
+        )
+        for label, r in (("direct", paced_d), ("pylon", paced_p)):
+            figures = f"{r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>6.0f}"
+            print(f"{32:>11} {label:>8} {figures}")
+        print(
+            f"{'':>11} {'->':>8} pylon/direct throughput {paced_p['rps'] / paced_d['rps']:.0%}, "
+            f"added p50 {paced_p['p50_ms'] - paced_d['p50_ms']:+.2f} ms"
+        )
         print("\n== time to first streamed chunk (sequential, ms) ==")
         for label, times in (("direct", ttfc_direct), ("pylon", ttfc_pylon)):
             ordered = sorted(times)
