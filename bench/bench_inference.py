@@ -110,6 +110,33 @@ async def first_chunk_times(url: str, count: int, authorization: str) -> list[fl
     return times
 
 
+def compare(
+    wrk: str, direct: str, through: str, connections: int, options: argparse.Namespace, script: Path
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Medians of alternating wrk rounds, direct then through Pylon, so drift in the machine's load hits
+    both sides alike."""
+    samples: dict[str, list[dict[str, float]]] = {"direct": [], "pylon": []}
+    for _ in range(options.rounds):
+        for name, base in (("direct", direct), ("pylon", through)):
+            url = f"{base}/v1/chat/completions"
+            samples[name].append(run_wrk(wrk, url, connections, options.duration, script))
+    d, p = (
+        {key: statistics.median(s[key] for s in samples[name]) for key in samples[name][0]}
+        for name in ("direct", "pylon")
+    )
+    return d, p
+
+
+def print_pair(connections: int, d: dict[str, float], p: dict[str, float]) -> None:
+    for label, r in (("direct", d), ("pylon", p)):
+        figures = f"{r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>6.0f}"
+        print(f"{connections:>11} {label:>8} {figures}")
+    print(
+        f"{'':>11} {'->':>8} pylon/direct throughput {p['rps'] / d['rps']:.0%}, "
+        f"added p50 {p['p50_ms'] - d['p50_ms']:+.2f} ms"
+    )
+
+
 def start(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, cwd=cwd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
@@ -197,31 +224,14 @@ def main() -> None:
 
         script = workdir / "post.lua"
         script.write_text(LUA % (BODY, authorization))
-        rows = []
-        for connections in (1, 32):
-            # Alternating rounds, so drift in the machine's load hits both sides alike; medians reported.
-            samples: dict[str, list[dict[str, float]]] = {"direct": [], "pylon": []}
-            for _ in range(options.rounds):
-                for name, base in (("direct", direct), ("pylon", through)):
-                    url = f"{base}/v1/chat/completions"
-                    samples[name].append(run_wrk(wrk, url, connections, options.duration, script))
-            d, p = (
-                {key: statistics.median(s[key] for s in samples[name]) for key in samples[name][0]}
-                for name in ("direct", "pylon")
-            )
-            rows.append((connections, d, p))
+        rows = [
+            (connections, *compare(wrk, direct, through, connections, options, script))
+            for connections in (1, 32)
+        ]
 
         paced_script = workdir / "paced.lua"
         paced_script.write_text(LUA % (BODY.replace("fake-model", "paced-model"), authorization))
-        paced_samples: dict[str, list[dict[str, float]]] = {"direct": [], "pylon": []}
-        for _ in range(options.rounds):
-            for name, base in (("direct", paced_direct), ("pylon", through)):
-                url = f"{base}/v1/chat/completions"
-                paced_samples[name].append(run_wrk(wrk, url, 32, options.duration, paced_script))
-        paced_d, paced_p = (
-            {key: statistics.median(s[key] for s in paced_samples[name]) for key in paced_samples[name][0]}
-            for name in ("direct", "pylon")
-        )
+        paced_d, paced_p = compare(wrk, paced_direct, through, 32, options, paced_script)
 
         ttfc_direct, ttfc_pylon = [], []
         for _ in range(2):  # interleaved halves so drift hits both sides alike
@@ -256,24 +266,12 @@ def main() -> None:
         )
         print(f"{'concurrency':>11} {'path':>8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
         for connections, d, p in rows:
-            for label, r in (("direct", d), ("pylon", p)):
-                figures = f"{r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>6.0f}"
-                print(f"{connections:>11} {label:>8} {figures}")
-            print(
-                f"{'':>11} {'->':>8} pylon/direct throughput {p['rps'] / d['rps']:.0%}, "
-                f"added p50 {p['p50_ms'] - d['p50_ms']:+.2f} ms"
-            )
+            print_pair(connections, d, p)
         print(
             "\n== the same at concurrency 32 against a paced backend"
             f" ({options.paced_latency * 1000:g} ms per answer, near the issue's 5,685 req/s direct) =="
         )
-        for label, r in (("direct", paced_d), ("pylon", paced_p)):
-            figures = f"{r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>6.0f}"
-            print(f"{32:>11} {label:>8} {figures}")
-        print(
-            f"{'':>11} {'->':>8} pylon/direct throughput {paced_p['rps'] / paced_d['rps']:.0%}, "
-            f"added p50 {paced_p['p50_ms'] - paced_d['p50_ms']:+.2f} ms"
-        )
+        print_pair(32, paced_d, paced_p)
         print("\n== time to first streamed chunk (sequential, ms) ==")
         for label, times in (("direct", ttfc_direct), ("pylon", ttfc_pylon)):
             ordered = sorted(times)
