@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -99,12 +100,17 @@ def test_two_workers_share_one_metrics_view(live_server_factory: ServerFactory) 
                 break
     assert len(pids) == 2, f"only {pids} answered {sent} requests"
 
-    totals = set()
-    for _ in range(6):
+    def total() -> float:
         text = httpx.get(f"{server.url}/metrics", headers=METRICS_HEADERS, timeout=5).text
-        totals.add(counter(text, "pylon_requests_total", path="/health", status_code="200"))
-    # Every answer, from either worker, counts all requests of both (the /health probe of start() included).
-    assert totals == {float(sent + 1)}
+        return counter(text, "pylon_requests_total", path="/health", status_code="200")
+
+    # Workers write their buffered counts once a second (app.metrics.MetricBuffer): wait for that, bounded.
+    expected = float(sent + 1)  # the /health probe of start() included
+    deadline = time.monotonic() + 10
+    while total() != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # From then on every answer, from either worker, counts all requests of both.
+    assert {total() for _ in range(6)} == {expected}
     server.stop()
     assert server.process is not None and server.process.returncode == 0, server.log()
 
