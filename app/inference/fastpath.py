@@ -174,6 +174,10 @@ async def _stream(
             raise
         # Cancelled by the watcher: the client left. The relay below is closed; nothing more to send.
         relay.uncancel()
+    except Exception as exc:
+        # The answer has started, so no error can be sent any more (a send to a client that has gone,
+        # or a failure of the relay itself): the client sees the stream end.
+        log.warning("inference_stream_aborted", error=f"{type(exc).__name__}: {exc}")
     finally:
         done = True
         watcher.cancel()
