@@ -14,7 +14,6 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from bittensor_wallet import Keypair  # noqa: E402
 from litestar import Litestar, get  # noqa: E402
+from servers import free_port  # noqa: E402
 
 from app.auth.epistula import EpistulaVerifier, HotkeyInfo, sign_request  # noqa: E402
 from app.auth.scopes import Scope  # noqa: E402
@@ -161,12 +161,6 @@ async def in_process(env: dict[str, str], key: str, rounds: int = 5, per_round: 
 
 
 # --- 2. HTTP under granian ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wrk(url: str, headers: list[str], seconds: int) -> tuple[float, float]:

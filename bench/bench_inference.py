@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 from credentials import mint_key
+from servers import ensure_wrk, free_port, wait_up
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = json.dumps({"model": "fake-model", "messages": [{"role": "user", "content": "Say something short."}]})
@@ -45,37 +44,6 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99), errors, summary.requests))
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_up(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=0.5).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout}s")
-
-
-def ensure_wrk() -> str | None:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    try:
-        subprocess.run(["apt-get", "install", "-y", "wrk"], capture_output=True, timeout=180, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return shutil.which("wrk")
 
 
 def run_wrk(wrk: str, url: str, connections: int, duration: float, script: Path) -> dict[str, float]:

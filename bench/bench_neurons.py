@@ -13,17 +13,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 from credentials import mint_key
+from servers import ensure_wrk, free_port, stop, wait_up
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "/api/v1/subnet/1/neurons/latest"
@@ -31,48 +29,6 @@ DURATION = int(os.environ.get("BENCH_SECONDS", "4"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 # Filled in main(): an API key with `neurons:read`, the credential a validator really sends.
 AUTH: dict[str, str] = {}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    print("installing wrk (apt-get install -y wrk)...", file=sys.stderr)
-    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, timeout=300, capture_output=True)
-    found = shutil.which("wrk")
-    if not found:
-        raise SystemExit("wrk is not available; install it with `apt-get install -y wrk`")
-    return found
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=1, headers=AUTH).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer within {timeout}s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def to_ms(value: str) -> float:
@@ -117,6 +73,8 @@ def run_wrk(wrk: str, url: str, connections: int) -> dict[str, float]:
 
 def main() -> None:
     wrk = ensure_wrk()
+    if wrk is None:
+        raise SystemExit("wrk is not available; install it with `apt-get install -y wrk`")
     workdir = Path(tempfile.mkdtemp(prefix="pylon-bench-"))
     pylon_port, bare_port = free_port(), free_port()
     env = {
@@ -144,7 +102,7 @@ def main() -> None:
     bare: subprocess.Popen[bytes] | None = None
     try:
         pylon_url = f"http://127.0.0.1:{pylon_port}{PATH}"
-        wait_ready(pylon_url, pylon)
+        wait_up(pylon_url, pylon, headers=AUTH, status=200)
         body = httpx.get(pylon_url, headers=AUTH).content
         body_file = workdir / "body.json"
         body_file.write_bytes(body)
@@ -171,7 +129,7 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         bare_url = f"http://127.0.0.1:{bare_port}{PATH}"
-        wait_ready(bare_url, bare)
+        wait_up(bare_url, bare, status=200)
         assert httpx.get(bare_url).content == body
         print(
             f"GET {PATH}: {len(body)} bytes, 256 neurons, API key; 1 granian worker each;"

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import httpx
 from credentials import mint_key
+from servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = 16
@@ -30,12 +30,6 @@ BURST = 1000
 BURST_CONCURRENCY = 32
 BURST_NETUID = 2
 HOTKEYS = 256
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # Filled in main(): an API key with the weights and neurons scopes, the credential a validator sends.
