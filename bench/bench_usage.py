@@ -147,7 +147,7 @@ def new_path(scope: dict[str, Any], status: int, latency: float, runtime: Runtim
     principal = state.get(PRINCIPAL_KEY) if state else None
     if principal is not None and principal.kind in RECORDED_KINDS:
         account(
-            runtime,
+            runtime,  # type: ignore[arg-type]  # a stand-in with the KeysRuntime's limiter and usage
             principal,
             state.get(USAGE_KEY),  # type: ignore[union-attr]
             scope["method"],
