@@ -78,21 +78,23 @@ class RawResponse:
         self.status, self.headers, self.body = status, headers, body
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
-        start: HTTPResponseStartEvent = {
-            "type": "http.response.start",
-            "status": self.status,
-            "headers": self.headers,
-        }
-        body: HTTPResponseBodyEvent = {"type": "http.response.body", "body": self.body, "more_body": False}
-        await send(start)
-        await send(body)
+        await self._send(send, self.headers)
 
     async def send_with(self, send: Send, header: tuple[bytes, bytes]) -> int:
         """Send this response with one more header (a fresh list: the prebuilt one is shared); returns
         the status."""
-        await send({"type": "http.response.start", "status": self.status, "headers": [*self.headers, header]})
-        await send({"type": "http.response.body", "body": self.body, "more_body": False})
+        await self._send(send, [*self.headers, header])
         return self.status
+
+    async def _send(self, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": self.status,
+            "headers": headers,
+        }
+        body: HTTPResponseBodyEvent = {"type": "http.response.body", "body": self.body, "more_body": False}
+        await send(start)
+        await send(body)
 
 
 def cached_response(scope: ASGIScope, cache: MetagraphCache, cached: CachedMetagraph) -> RawResponse:
