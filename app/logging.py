@@ -12,7 +12,7 @@ from contextvars import ContextVar, Token
 from typing import Any
 
 import structlog
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import Scope
 from structlog.typing import EventDict
 
 from app.settings import LoggingSettings
@@ -220,31 +220,3 @@ class RequestIds:
     @staticmethod
     def unbind(token: Token[str | None]) -> None:
         _request_id.reset(token)
-
-
-def request_id_middleware(app: ASGIApp, ids: RequestIds) -> ASGIApp:
-    """Bind a request id to every log line of the request and return it in `X-Request-ID`."""
-
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-        request_id = ids.of(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
-        header = (_REQUEST_ID_HEADER_BYTES, request_id.encode())
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                # A new list: responses may share a prebuilt header list (the metagraph's) between requests.
-                headers = [h for h in message.get("headers", ()) if h[0].lower() != _REQUEST_ID_HEADER_BYTES]
-                headers.append(header)
-                message["headers"] = headers
-            await send(message)
-
-        token = _request_id.set(request_id)
-        try:
-            await app(scope, receive, send_with_id)
-        finally:
-            _request_id.reset(token)
-
-    return middleware

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import ParamSpec
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar
@@ -15,32 +13,23 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from app import __version__
-from app.auth.guards import auth_middleware
+from app import __version__, inference, neurons
 from app.chain.lifespan import chain_lifespan
 from app.db import alchemy_config
 from app.errors import EXCEPTION_HANDLERS
-from app.fastpath import PylonApp
 from app.health import database_check, health, ready, ready_checks
+from app.http.admission import admission_middleware
+from app.http.authenticate import authentication_lifespan
+from app.http.edge import PylonEdge
 from app.inference.controller import inference_lifespan, inference_router
-from app.inference.fastpath import inference
 from app.keys.controller import KeyController
 from app.keys.runtime import keys_lifespan
-from app.keys.usage import usage_middleware
-from app.logging import RequestIds, configure_logging, request_id_middleware
-from app.metrics import (
-    http_metrics_middleware_factory,
-    in_progress_middleware_factory,
-    metrics_endpoint,
-    metrics_lifespan,
-)
+from app.logging import configure_logging
+from app.metrics import metrics_endpoint, metrics_lifespan
 from app.neurons.controller import neurons_router
-from app.neurons.fastpath import latest_neurons
 from app.settings import Settings, load_settings, secret_values
 from app.weights.controller import WeightsController
 from app.weights.runtime import weights_lifespan
-
-P = ParamSpec("P")
 
 
 def openapi_config() -> OpenAPIConfig:
@@ -59,28 +48,6 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
-def around_router(factory: Callable[P, PylonApp]) -> Callable[P, PylonApp]:
-    """Give the app its fast routes (app/fastpath.py, tried before Litestar's entry point) and put the
-    request id and the HTTP request metrics around Litestar's router.
-
-    Litestar runs the middlewares listed in `create_app()` only for matched routes; 404s and 405s are
-    answered before them and would get no `X-Request-ID` and no count.
-    """
-
-    @functools.wraps(factory)
-    def build(*args: P.args, **kwargs: P.kwargs) -> PylonApp:
-        app = factory(*args, **kwargs)
-        app_name = app.state.settings.app_name
-        app.request_ids = RequestIds()
-        app.fast_handlers = (latest_neurons, inference)
-        app.asgi_handler = request_id_middleware(
-            http_metrics_middleware_factory(app_name)(app.asgi_handler), app.request_ids
-        )
-        return app
-
-    return build
-
-
 async def freeze_startup_objects(_app: Litestar) -> None:
     """Move everything built at startup (app, routes, schemas, libraries) out of the collector's way.
 
@@ -97,9 +64,12 @@ async def unfreeze_objects(_app: Litestar) -> None:
     gc.unfreeze()
 
 
-@around_router
-def create_app(settings: Settings | None = None) -> PylonApp:
-    """Build the app. granian calls this with no argument in each worker, which reads the environment."""
+def create_app(settings: Settings | None = None) -> PylonEdge:
+    """Build the app. granian calls this with no argument in each worker, which reads the environment.
+
+    What granian serves is the edge (app/http/edge.py): request id, HTTP metrics and usage for every
+    request, and the hot routes each feature declares beside its controller, around the Litestar app.
+    """
     settings = settings or load_settings()
     configure_logging(settings.logging, redact=secret_values(settings))
     db_config = alchemy_config(settings)
@@ -113,7 +83,7 @@ def create_app(settings: Settings | None = None) -> PylonApp:
         app_config.state["settings"] = settings
         return app_config
 
-    return PylonApp(
+    litestar = Litestar(
         route_handlers=[
             health,
             ready,
@@ -131,17 +101,19 @@ def create_app(settings: Settings | None = None) -> PylonApp:
             # The chain first: it provides the metagraph the keys runtime checks Epistula signers against.
             chain_lifespan,
             keys_lifespan(db_config.get_engine()),
+            authentication_lifespan,
             weights_lifespan(db_config.get_engine()),
             inference_lifespan(settings),
         ],
         # Last, once every lifespan hook above has built its objects.
         on_startup=[freeze_startup_objects],
         on_shutdown=[unfreeze_objects],
-        # Innermost: auth (every route's declared scope, see app/auth/guards.py).
-        middleware=[in_progress_middleware_factory(settings.app_name), usage_middleware, auth_middleware],
+        # Every matched route's declared scope (app/http/authenticate.py).
+        middleware=[admission_middleware],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_body_size,
         logging_config=None,
         debug=False,
     )
+    return PylonEdge(litestar, hot_routes=[*neurons.controller.HOT_ROUTES, *inference.controller.HOT_ROUTES])

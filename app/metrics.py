@@ -1,4 +1,5 @@
-"""Prometheus metrics: module-level collectors, the HTTP metrics middleware and the guarded `/metrics` route.
+"""Prometheus metrics: module-level collectors, the HTTP request counts (the edge records them, see
+app/http/edge.py) and the guarded `/metrics` route.
 
 Under `pylon serve` every granian worker is its own process, so `pylon serve` points
 `PROMETHEUS_MULTIPROC_DIR` at a fresh folder before any worker starts; each worker then writes its
@@ -11,13 +12,11 @@ import asyncio
 import bisect
 import contextlib
 import os
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Response, get
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -162,40 +161,6 @@ def count_request(method: str, template: str, status_code: int, app_name: str, s
     BUFFER.observe(children[1], seconds)
 
 
-def http_metrics_middleware_factory(app_name: str) -> Callable[[ASGIApp], ASGIApp]:
-    """Count and time every HTTP request, labelled by route template (never the raw path: it would explode).
-
-    `create_app()` wraps this around the whole app rather than listing it in Litestar's `middleware`:
-    Litestar runs those only for matched routes, and 404s and 405s must be counted too (as `<unmatched>`).
-    """
-
-    def http_metrics_middleware(app: ASGIApp) -> ASGIApp:
-        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
-                await app(scope, receive, send)
-                return
-            status_code = 500
-            started = time.perf_counter()
-
-            async def send_wrapper(message: Message) -> None:
-                nonlocal status_code
-                if message["type"] == "http.response.start":
-                    status_code = message["status"]
-                await send(message)
-
-            try:
-                await app(scope, receive, send_wrapper)
-            finally:
-                # Litestar's router sets the template on this same scope once it has matched a route.
-                template = scope.get("path_template") or UNMATCHED_PATH
-                method = scope["method"]  # type: ignore[typeddict-item]
-                count_request(method, template, status_code, app_name, time.perf_counter() - started)
-
-        return middleware
-
-    return http_metrics_middleware
-
-
 _in_progress_gauges: dict[tuple[str, str, str], Any] = {}
 
 
@@ -208,28 +173,6 @@ def in_progress_gauge(method: str, template: str, app_name: str) -> Any:
         if len(_in_progress_gauges) < _MAX_CACHED_CHILDREN:
             _in_progress_gauges[key] = gauge
     return gauge
-
-
-def in_progress_middleware_factory(app_name: str) -> Callable[[ASGIApp], ASGIApp]:
-    """Track requests in progress per route; a Litestar middleware, because only there is the template known
-    before the handler runs (unmatched requests end at once and are not tracked)."""
-
-    def in_progress_middleware(app: ASGIApp) -> ASGIApp:
-        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
-                await app(scope, receive, send)
-                return
-            template = scope.get("path_template") or UNMATCHED_PATH
-            gauge = in_progress_gauge(scope["method"], template, app_name)  # type: ignore[typeddict-item]
-            BUFFER.add_to_gauge(gauge, 1)
-            try:
-                await app(scope, receive, send)
-            finally:
-                BUFFER.add_to_gauge(gauge, -1)
-
-        return middleware
-
-    return in_progress_middleware
 
 
 @get(

@@ -33,10 +33,11 @@ import sqlalchemy as sa  # noqa: E402
 from advanced_alchemy.types import DateTimeUTC  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker  # noqa: E402
 
-from app.auth.context import PRINCIPAL_KEY, USAGE_KEY, Principal, Usage, principal_of, usage_of  # noqa: E402
-from app.auth.ratelimit import RateLimiter  # noqa: E402
+from app.auth.context import Principal, Usage  # noqa: E402
 from app.keys.models import ApiKey  # noqa: E402
-from app.keys.usage import NO_ROUTE, RECORDED_KINDS, UsageRecorder, account  # noqa: E402
+from app.keys.ratelimit import RateLimiter  # noqa: E402
+from app.keys.runtime import RECORDED_KINDS, KeysRuntime  # noqa: E402
+from app.keys.usage_buffer import UsageRecorder  # noqa: E402
 from app.settings import load_settings  # noqa: E402
 
 KEYS = [f"key{i:02d}" for i in range(20)]
@@ -45,7 +46,8 @@ STATUSES = [200, 200, 200, 429]
 
 
 def scopes(count: int) -> list[dict[str, Any]]:
-    """ASGI scopes of finished requests as the middleware sees them: 20 keys, 3 routes, mostly 200."""
+    """Finished requests as the edge sees them (caller, usage, method, route, status): 20 keys, 3 routes,
+    mostly 200."""
     result = []
     for i in range(count):
         principal = Principal(kind="api_key", id=KEYS[i % len(KEYS)], scopes=frozenset({"inference"}))
@@ -55,7 +57,8 @@ def scopes(count: int) -> list[dict[str, Any]]:
                 "type": "http",
                 "method": "POST",
                 "path_template": ROUTES[i % len(ROUTES)],
-                "state": {"pylon_principal": principal, "pylon_usage": usage},
+                "principal": principal,
+                "usage": usage,
                 "status": STATUSES[i % len(STATUSES)],
             }
         )
@@ -87,10 +90,10 @@ def old_account(
     scope: dict[str, Any], status: int, latency: float, limiter: RateLimiter, rows: list[Any]
 ) -> None:
     """The middleware's `finally` before buckets: `usage_row()` then charge and append."""
-    principal = principal_of(scope)
+    principal = scope["principal"]
     if principal is None or principal.kind not in RECORDED_KINDS:
         return
-    usage = usage_of(scope)
+    usage = scope["usage"]
     now = dt.datetime.now(dt.UTC)
     row = {
         "key_id": principal.id,
@@ -134,7 +137,7 @@ async def old_write(sessions: async_sessionmaker[AsyncSession], rows: list[dict[
 
 
 class Runtime:
-    """What `account()` needs of a KeysRuntime."""
+    """What `KeysRuntime.account()` needs of a KeysRuntime: its limiter and usage buffer."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.limiter = RateLimiter()
@@ -142,16 +145,16 @@ class Runtime:
 
 
 def new_path(scope: dict[str, Any], status: int, latency: float, runtime: Runtime) -> None:
-    """The middleware's `finally` now (app/keys/usage.py)."""
-    state = scope.get("state")
-    principal = state.get(PRINCIPAL_KEY) if state else None
-    if principal is not None and principal.kind in RECORDED_KINDS:
-        account(
-            runtime,  # type: ignore[arg-type]  # a stand-in with the KeysRuntime's limiter and usage
+    """The edge's `finally` now (app/http/edge.py) calling `KeysRuntime.account()`."""
+    principal = scope["principal"]
+    if principal is not None:
+        # The stand-in has the KeysRuntime's limiter and usage, all that account() touches.
+        KeysRuntime.account(
+            cast(KeysRuntime, runtime),
             principal,
-            state.get(USAGE_KEY),  # type: ignore[union-attr]
+            scope["usage"],
             scope["method"],
-            scope.get("path_template") or NO_ROUTE,
+            scope["path_template"],
             status,
             latency,
         )

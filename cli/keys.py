@@ -23,11 +23,10 @@ T = TypeVar("T")
 
 
 def _run(env_file: str | None, action: Callable[[KeyService], Awaitable[T]]) -> T:
-    from litestar.exceptions import HTTPException
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
     from app.db import create_engine, load_models
-    from app.keys.service import KeyService
+    from app.keys.service import InvalidKeyRequest, KeyNotFoundError, KeyService
 
     settings = cli_settings(env_file)
     load_models()
@@ -42,9 +41,8 @@ def _run(env_file: str | None, action: Callable[[KeyService], Awaitable[T]]) -> 
 
     try:
         return asyncio.run(main())
-    except HTTPException as exc:
-        # The service speaks HTTP errors (not found, bad expiry); here they are one line.
-        raise CliError(exc.detail) from None
+    except (KeyNotFoundError, InvalidKeyRequest) as exc:
+        raise CliError(str(exc)) from None
 
 
 def _usage_error(message: str) -> typer.Exit:

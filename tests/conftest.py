@@ -20,6 +20,7 @@ from litestar.testing import AsyncTestClient
 from app.db import migrations
 from app.main import create_app
 from app.settings import Settings, load_settings
+from tests.client import PylonTestClient
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = os.environ.get("PYLON_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -117,7 +118,7 @@ def app(migrated_settings: Settings) -> Litestar:
 
 @pytest.fixture
 async def client(app: Litestar) -> AsyncIterator[AsyncTestClient]:
-    async with AsyncTestClient(app=app) as test_client:
+    async with PylonTestClient(app=app) as test_client:
         yield test_client
 
 

@@ -17,6 +17,7 @@ from litestar.testing import AsyncTestClient
 from app.logging import build_formatter, configure_logging
 from app.main import create_app
 from app.settings import LoggingSettings
+from tests.client import PylonTestClient
 
 from .conftest import SettingsFactory, migrate
 
@@ -46,8 +47,8 @@ async def build_app(settings_factory: SettingsFactory, **env: str) -> Litestar:
     )
     await asyncio.to_thread(migrate, settings)
     app = create_app(settings)
-    app.register(probe_log)
-    app.register(probe_leak)
+    app.litestar.register(probe_log)
+    app.litestar.register(probe_leak)
     return app
 
 
@@ -58,7 +59,7 @@ async def app(settings_factory: SettingsFactory) -> Litestar:
 
 @pytest.fixture
 async def client(app: Litestar) -> AsyncIterator[AsyncTestClient]:
-    async with AsyncTestClient(app=app) as test_client:
+    async with PylonTestClient(app=app) as test_client:
         yield test_client
 
 
@@ -149,7 +150,7 @@ async def test_secrets_never_reach_the_logs(
     assert DB_PASSWORD in url
     app = await build_app(settings_factory, PYLON_DB_URL=url)
     capsys.readouterr()
-    async with AsyncTestClient(app=app) as client:
+    async with PylonTestClient(app=app) as client:
         assert (await client.get("/ready")).json()["checks"]["database"]["status"] == "ok"
         response = await client.get("/probe/leak", headers={"X-Request-ID": "leak-1"})
     assert response.status_code == 500

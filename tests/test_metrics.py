@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.main import create_app
 from app.metrics import BUFFER
+from tests.client import PylonTestClient
 
 from .conftest import SettingsFactory, migrate
 
@@ -37,15 +38,15 @@ async def build_app(settings_factory: SettingsFactory, **env: str) -> Litestar:
     # alembic runs its own event loop: migrate from a thread.
     await asyncio.to_thread(migrate, settings)
     app = create_app(settings)
-    app.register(probe_item)
-    app.register(probe_fail)
+    app.litestar.register(probe_item)
+    app.litestar.register(probe_fail)
     return app
 
 
 @pytest.fixture
 async def metrics_client(settings_factory: SettingsFactory) -> AsyncIterator[AsyncTestClient]:
     app = await build_app(settings_factory, PYLON_METRICS_TOKEN="s3cret-metrics", PYLON_APP_NAME="probe-app")
-    async with AsyncTestClient(app=app) as client:
+    async with PylonTestClient(app=app) as client:
         yield client
 
 
@@ -57,7 +58,7 @@ def requests_total(path: str, status_code: str, app_name: str = "probe-app", met
 
 async def test_metrics_are_forbidden_while_no_token_is_set(settings_factory: SettingsFactory) -> None:
     app = await build_app(settings_factory, PYLON_METRICS_TOKEN="")
-    async with AsyncTestClient(app=app) as client:
+    async with PylonTestClient(app=app) as client:
         response = await client.get("/metrics")
         assert response.status_code == 403
         assert "PYLON_METRICS_TOKEN" in response.json()["detail"]

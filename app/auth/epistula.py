@@ -19,13 +19,8 @@ from typing import Any, Protocol
 
 import msgspec
 from bittensor_wallet import Keypair
-from litestar.exceptions import (
-    ClientException,
-    NotAuthorizedException,
-    PermissionDeniedException,
-    TooManyRequestsException,
-)
 
+from app.auth.refusal import Refusal, Refused, bad_request, forbidden, unauthorized
 from app.settings import EpistulaSettings
 
 VERSION = "2"
@@ -35,6 +30,8 @@ H_UUID = "epistula-uuid"
 H_SIGNED_BY = "epistula-signed-by"
 H_SIGNED_FOR = "epistula-signed-for"
 H_SIGNATURE = "epistula-request-signature"
+# The auth failures metric label of every refused signature.
+REASON = "epistula"
 REQUIRED_HEADERS = (H_TIMESTAMP, H_UUID, H_SIGNED_BY, H_SIGNED_FOR, H_SIGNATURE)
 SIGNATURE_RE = re.compile(r"^0x[0-9a-fA-F]{128}$")
 # Verifying keypairs kept at once; a validator set is a few hundred hotkeys per subnet.
@@ -137,11 +134,16 @@ class ReplayGuard:
         self._purge(now)
         key = (signed_by, request_uuid)
         if key in self._seen:
-            raise NotAuthorizedException("Epistula request replayed: this Epistula-Uuid was already used")
+            raise _unauthorized("Epistula request replayed: this Epistula-Uuid was already used")
         if len(self._seen) >= self.capacity:
             # Forgetting an unexpired uuid would reopen a replay; refusing new signatures is the safe side.
-            raise TooManyRequestsException(
-                "too many signed requests within the replay window", headers={"Retry-After": "1"}
+            raise Refused(
+                Refusal(
+                    status_code=429,
+                    detail="too many signed requests within the replay window",
+                    reason=REASON,
+                    headers={"Retry-After": "1"},
+                )
             )
         self._seen[key] = now + self.ttl
 
@@ -178,43 +180,43 @@ class EpistulaVerifier:
             try:
                 keypair = Keypair(ss58_address=ss58)
             except (ValueError, TypeError) as exc:
-                raise ClientException(f"Epistula-Signed-By is not a valid ss58 address: {exc}") from None
+                raise _bad(f"Epistula-Signed-By is not a valid ss58 address: {exc}") from None
             self._keypairs[ss58] = keypair
             if len(self._keypairs) > KEYPAIR_CACHE_SIZE:
                 self._keypairs.popitem(last=False)
         return keypair
 
     async def verify(self, headers: Mapping[str, str], body: bytes, directory: HotkeyDirectory) -> str:
-        """Return the signer's hotkey, or raise a 400/401/403/429 that says what is wrong."""
+        """Return the signer's hotkey, or raise `Refused` (400/401/403/429) saying what is wrong."""
         if not self.own_hotkey:
-            raise NotAuthorizedException(
+            raise _unauthorized(
                 "Epistula is not enabled on this Pylon "
                 "(PYLON_EPISTULA_HOTKEY is unset and there is no default wallet)"
             )
         version = headers.get(H_VERSION)
         if version != VERSION:
-            raise ClientException(f"unsupported Epistula-Version {version!r}: only version 2 is accepted")
+            raise _bad(f"unsupported Epistula-Version {version!r}: only version 2 is accepted")
         missing = [name for name in REQUIRED_HEADERS if not headers.get(name)]
         if missing:
-            raise ClientException("missing Epistula headers: " + ", ".join(_title(n) for n in missing))
+            raise _bad("missing Epistula headers: " + ", ".join(_title(n) for n in missing))
         raw_timestamp = headers[H_TIMESTAMP]
         try:
             timestamp = int(raw_timestamp)
         except ValueError:
-            raise ClientException("Epistula-Timestamp must be Unix time in milliseconds") from None
+            raise _bad("Epistula-Timestamp must be Unix time in milliseconds") from None
         request_uuid = headers[H_UUID]
         try:
             uuid_module.UUID(request_uuid)
         except ValueError:
-            raise ClientException("Epistula-Uuid is not a UUID") from None
+            raise _bad("Epistula-Uuid is not a UUID") from None
         signature = headers[H_SIGNATURE]
         if not SIGNATURE_RE.match(signature):
-            raise ClientException("Epistula-Request-Signature must be 0x followed by 128 hex characters")
+            raise _bad("Epistula-Request-Signature must be 0x followed by 128 hex characters")
         signed_by = headers[H_SIGNED_BY]
         signed_for = headers[H_SIGNED_FOR]
         keypair = self.keypair(signed_by)
         if signed_for != self.own_hotkey:
-            raise NotAuthorizedException(
+            raise _unauthorized(
                 "request was signed for another hotkey",
                 extra={"signed_for": signed_for, "expected": self.own_hotkey},
             )
@@ -222,25 +224,35 @@ class EpistulaVerifier:
         skew = now - timestamp / 1000
         if abs(skew) > self.window:
             direction = "old" if skew > 0 else "far in the future"
-            raise NotAuthorizedException(
+            raise _unauthorized(
                 f"Epistula-Timestamp is {abs(skew):.1f}s {direction}; the window is {self.window:g}s"
             )
         message = signed_message(body, request_uuid, raw_timestamp, signed_for)
         if not keypair.verify(message.encode(), bytes.fromhex(signature[2:])):
-            raise NotAuthorizedException("Epistula signature does not match the body and headers")
+            raise _unauthorized("Epistula signature does not match the body and headers")
         self.replay.check_and_remember(signed_by, request_uuid, now)
         info = await directory.lookup(self.netuid, signed_by)
         if info is None or not info.registered:
-            raise PermissionDeniedException(f"hotkey {signed_by} is not registered on netuid {self.netuid}")
+            raise _forbidden(f"hotkey {signed_by} is not registered on netuid {self.netuid}")
         if self.require_validator_permit and not info.validator_permit:
-            raise PermissionDeniedException(
-                f"hotkey {signed_by} has no validator permit on netuid {self.netuid}"
-            )
+            raise _forbidden(f"hotkey {signed_by} has no validator permit on netuid {self.netuid}")
         if info.stake < self.min_stake:
-            raise PermissionDeniedException(
+            raise _forbidden(
                 f"hotkey {signed_by} stakes {info.stake:g}, below the minimum of {self.min_stake:g}"
             )
         return signed_by
+
+
+def _bad(detail: str) -> Refused:
+    return bad_request(detail, REASON)
+
+
+def _unauthorized(detail: str, extra: dict[str, Any] | None = None) -> Refused:
+    return unauthorized(detail, REASON, extra)
+
+
+def _forbidden(detail: str) -> Refused:
+    return forbidden(detail, REASON)
 
 
 def _title(header: str) -> str:

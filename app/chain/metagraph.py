@@ -37,6 +37,7 @@ from app.chain.client import (
     UnknownNetuid,
 )
 from app.health import CheckResult
+from app.single_flight import SingleFlight
 
 log = structlog.get_logger(__name__)
 
@@ -60,9 +61,9 @@ _ENCODER = msgspec.json.Encoder()
 
 
 class CachedMetagraph:
-    """One subnet's neurons at one block, with its response bytes prebuilt."""
+    """One subnet's neurons at one block, encoded once: the JSON bytes and their ETag."""
 
-    __slots__ = ("asgi_response", "block", "body", "etag", "fetched_at", "metagraph", "netuid", "raw_headers")
+    __slots__ = ("block", "body", "etag", "fetched_at", "metagraph", "netuid")
 
     def __init__(self, netuid: int, metagraph: Metagraph) -> None:
         self.netuid = netuid
@@ -72,15 +73,6 @@ class CachedMetagraph:
         # The content is a function of (netuid, block hash): every worker computes the same ETag.
         self.etag = f'"sn{netuid}-{metagraph.block.number}-{metagraph.block.hash[2:18]}"'
         self.fetched_at = time.monotonic()
-        # ASGI response headers, built once: the hot path sends them as they are.
-        self.raw_headers: list[tuple[bytes, bytes]] = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(self.body)).encode()),
-            (b"etag", self.etag.encode()),
-            (b"x-pylon-block", str(self.block.number).encode()),
-        ]
-        # Set by the HTTP layer the first time it serves this metagraph (an ASGI app reused per request).
-        self.asgi_response: Any = None
 
     @property
     def neurons(self) -> dict[str, Neuron]:
@@ -122,7 +114,7 @@ class MetagraphCache:
         self._latest: dict[int, CachedMetagraph] = {}
         self._older: OrderedDict[tuple[int, int], CachedMetagraph] = OrderedDict()
         self._hyperparams: dict[int, tuple[BlockInfo, SubnetHyperparams]] = {}
-        self._inflight: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+        self._flights: SingleFlight[Any] = SingleFlight()
         self._tasks: list[asyncio.Task[None]] = []
         self._new_head = asyncio.Event()
         # The highest head whose metagraphs have been refreshed (self.head is set before the refresh).
@@ -218,24 +210,8 @@ class MetagraphCache:
 
     # ---------------------------------------------------------------------------------------- reads
     async def _single_flight(self, key: tuple[Any, ...], make: Callable[[], Awaitable[Any]]) -> Any:
-        future = self._inflight.get(key)
-        if future is not None:
-            return await asyncio.shield(future)
-        future = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            result = await asyncio.wait_for(make(), self.call_timeout * 3)
-        except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
-            # Mark retrieved so an unawaited future does not log "exception was never retrieved".
-            future.exception()
-            raise
-        else:
-            future.set_result(result)
-            return result
-        finally:
-            self._inflight.pop(key, None)
+        # Bounded: a caller waits for a fetch that several chain calls make, each within call_timeout.
+        return await self._flights.run(key, lambda: asyncio.wait_for(make(), self.call_timeout * 3))
 
     async def _fetch(self, netuid: int, block: BlockInfo) -> CachedMetagraph:
         async def make() -> CachedMetagraph:

@@ -1,7 +1,9 @@
 """The OpenAI-compatible routes: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`.
 
 Handlers read the raw body (the service validates it and forwards the same bytes); errors on these
-routes use OpenAI's error format so the official SDKs raise their usual exception types.
+routes use OpenAI's error format so the official SDKs raise their usual exception types. The three POST
+routes are also hot routes (`HOT_ROUTES`): a caller known from memory is answered before Litestar's router
+by the same `answer()`; Epistula callers and keys not yet cached take the routed handler.
 """
 
 from __future__ import annotations
@@ -9,22 +11,46 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar, MediaType, Request, Response, Router, get, post
-from litestar.response import Stream
+import structlog
+from litestar import Litestar, Request, Router, get, post
+from litestar.params import FromPath
+from litestar.types import ASGIApp
 
-from app.auth.context import principal_of
 from app.auth.scopes import Scope
 from app.health import ready_checks
+from app.http.context import RequestContext, context_of, principal_of
+from app.http.hot import HotRequest, HotRoute
+from app.http.raw import (
+    BodyTooLarge,
+    ClientGone,
+    EventStream,
+    RawAnswer,
+    RawResponse,
+    json_response,
+    read_body,
+)
 from app.inference.backends.base import Endpoint
-from app.inference.errors import EXCEPTION_HANDLERS
+from app.inference.errors import EXCEPTION_HANDLERS, InferenceError, error_body
 from app.inference.router import BackendRouter
 from app.inference.schemas import ModelCard, ModelList
-from app.inference.service import InferenceService, build_backends
+from app.inference.service import Completion, InferenceService, build_backends
 from app.inference.upstream import UpstreamPool
 from app.settings import Settings
 
+log = structlog.get_logger(__name__)
+
 OPT = {"scope": Scope.INFERENCE, "epistula": True}
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# What Litestar's `Stream(media_type="text/event-stream")` sent with these headers, kept byte for byte.
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+ENDPOINTS: dict[str, Endpoint] = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+}
 
 
 def _service(request: Request) -> InferenceService:
@@ -32,35 +58,82 @@ def _service(request: Request) -> InferenceService:
     return service
 
 
-async def _dispatch(request: Request, endpoint: Endpoint) -> Response[bytes] | Stream:
-    service = _service(request)
-    raw = await request.body()
-    body = service.parse(endpoint, raw)
-    service.authorize_model(request, body.model)
-    if endpoint != "embeddings" and body.stream:
-        result = await service.open_stream(request, endpoint, raw, body)
-        if isinstance(result, tuple):
-            return Response(result[1], status_code=result[0], media_type=MediaType.JSON)
-        return Stream(result, media_type="text/event-stream", headers=SSE_HEADERS)
-    status, content = await service.complete(request, endpoint, raw, body)
-    return Response(content, status_code=status, media_type=MediaType.JSON)
+def error_answer(exc: InferenceError) -> RawResponse:
+    headers = [(name.lower().encode(), value.encode()) for name, value in exc.headers.items()]
+    return json_response(
+        exc.status_code, error_body(exc.status_code, exc.message, exc.code, exc.param), headers
+    )
+
+
+async def answer(
+    service: InferenceService, context: RequestContext, endpoint: Endpoint, raw: bytes
+) -> RawAnswer:
+    """Validate, forward and render one inference request: the routed and the hot route's one dispatch.
+    Every error is answered here, in OpenAI's format."""
+    try:
+        body = service.parse(endpoint, raw)
+        service.authorize_model(context.principal, body.model)
+        if endpoint != "embeddings" and body.stream:
+            started = await service.open_stream(endpoint, raw, body)
+            if isinstance(started, Completion):
+                return json_response(started.status, started.body)
+
+            def record_usage() -> None:
+                context.usage = started.usage
+
+            return EventStream(started.events, SSE_HEADERS, on_close=record_usage)
+        completion = await service.complete(endpoint, raw, body)
+        context.usage = completion.usage
+        return json_response(completion.status, completion.body)
+    except InferenceError as exc:
+        return error_answer(exc)
+    except Exception:
+        # As the router's `internal_error_handler` does: logged with its traceback, a 500 in OpenAI's format.
+        log.exception("inference_unhandled_error", path=context.template)
+        return json_response(500, error_body(500, "internal server error", "internal_error"))
+
+
+async def _dispatch(request: Request, endpoint: Endpoint) -> ASGIApp:
+    return await answer(_service(request), context_of(request), endpoint, await request.body())
+
+
+async def serve_inference(request: HotRequest) -> int:
+    """The hot route: the same dispatch, with the body read here."""
+    scope = request.scope
+    service: InferenceService = request.state.inference
+    try:
+        raw = await read_body(scope, request.receive, service.settings.inference_max_body_size)
+    except ClientGone:
+        return 499
+    except BodyTooLarge:
+        reply: RawAnswer = error_answer(
+            InferenceError(413, "Request Entity Too Large", code="request_too_large")
+        )
+    else:
+        reply = await answer(service, request.context, ENDPOINTS[scope["path"]], raw)
+    return await reply.respond(request.receive, request.send, (request.context.request_id_header,))
+
+
+HOT_ROUTES = tuple(
+    HotRoute("POST", path, Scope.INFERENCE, serve_inference, epistula=True) for path in ENDPOINTS
+)
 
 
 @post("/chat/completions", opt=OPT, status_code=200, tags=["inference"], summary="Chat completion")
-async def chat_completions(request: Request) -> Response[bytes] | Stream:
+async def chat_completions(request: Request) -> ASGIApp:
     """OpenAI chat completion, streamed as server-sent events when `stream` is true (ending with
     `data: [DONE]`; `stream_options.include_usage` adds the usage chunk). Routed by `model`."""
     return await _dispatch(request, "chat")
 
 
 @post("/completions", opt=OPT, status_code=200, tags=["inference"], summary="Text completion")
-async def completions(request: Request) -> Response[bytes] | Stream:
+async def completions(request: Request) -> ASGIApp:
     """OpenAI (legacy) text completion, streamed when `stream` is true. Routed by `model`."""
     return await _dispatch(request, "completions")
 
 
 @post("/embeddings", opt=OPT, status_code=200, tags=["inference"], summary="Embeddings")
-async def embeddings(request: Request) -> Response[bytes] | Stream:
+async def embeddings(request: Request) -> ASGIApp:
     """OpenAI embeddings (`encoding_format` float or base64). Routed by `model`."""
     return await _dispatch(request, "embeddings")
 
@@ -76,11 +149,11 @@ def list_models(request: Request) -> ModelList:
 
 
 @get("/models/{model_id:path}", opt=OPT, tags=["inference"], summary="Get a model", sync_to_thread=False)
-def get_model(request: Request, model_id: str) -> ModelCard:
+def get_model(request: Request, model_id: FromPath[str]) -> ModelCard:
     """One model by id (ids may contain slashes, as Hugging Face names do)."""
     service = _service(request)
     model = model_id.lstrip("/")
-    service.authorize_model(request, model)
+    service.authorize_model(principal_of(request), model)
     return service.model_card(model)
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import msgspec
 import structlog
 
-from app.auth.context import Usage, principal_of, report_usage
+from app.auth.context import Principal, Usage
 from app.inference import metrics
 from app.inference.backends.base import Backend, BackendFailure, Endpoint, UpstreamClientError, UpstreamStream
 from app.inference.backends.ollama import OllamaBackend
@@ -53,6 +53,22 @@ def build_backends(settings: InferenceSettings, pool: UpstreamPool) -> list[Back
         else:
             backends.append(OpenAIBackend(config, pool))
     return backends
+
+
+class Completion(msgspec.Struct, frozen=True):
+    """A whole answer: the backend's status and body, and the tokens it consumed."""
+
+    status: int
+    body: bytes
+    usage: Usage | None = None
+
+
+class StreamAnswer:
+    """A started stream: its events, and once they end (or are cut), the tokens they consumed."""
+
+    def __init__(self) -> None:
+        self.events: AsyncGenerator[bytes, None]
+        self.usage: Usage | None = None
 
 
 class InferenceService:
@@ -109,8 +125,7 @@ class InferenceService:
                     )
         return request
 
-    def authorize_model(self, scope: Any, model: str) -> None:
-        principal = principal_of(scope)
+    def authorize_model(self, principal: Principal | None, model: str) -> None:
         if principal is not None and not principal.allows_model(model):
             raise InferenceError(
                 403, f"this key may not use the model '{model}'", code="model_not_allowed", param="model"
@@ -130,8 +145,8 @@ class InferenceService:
 
     # --- dispatch ---
 
-    async def complete(self, scope: Any, endpoint: Endpoint, raw: bytes, request: Any) -> tuple[int, bytes]:
-        """A non-streamed answer: (status, body bytes) from the first backend that answers."""
+    async def complete(self, endpoint: Endpoint, raw: bytes, request: Any) -> Completion:
+        """A non-streamed answer from the first backend that answers."""
         model: str = request.model
         started = time.perf_counter()
         last: BackendFailure | None = None
@@ -145,10 +160,10 @@ class InferenceService:
                 continue
             except UpstreamClientError as refused:
                 BUFFER.inc(metrics.child(metrics.REQUESTS_TOTAL, model, state.name, endpoint, "client_error"))
-                return refused.status, refused.body
+                return Completion(refused.status, refused.body)
             finally:
                 state.in_flight -= 1
-            self._account(scope, model, state.name, endpoint, reply.usage, None)
+            usage = self._account(model, state.name, endpoint, reply.usage, None)
             BUFFER.observe(
                 metrics.child(metrics.DURATION, model, state.name, endpoint), time.perf_counter() - started
             )
@@ -161,12 +176,10 @@ class InferenceService:
                     "ok" if reply.status < 400 else "client_error",
                 )
             )
-            return reply.status, reply.body
+            return Completion(reply.status, reply.body, usage)
         raise self._exhausted(model, endpoint, last)
 
-    async def open_stream(
-        self, scope: Any, endpoint: Endpoint, raw: bytes, request: Any
-    ) -> AsyncIterator[bytes] | tuple[int, bytes]:
+    async def open_stream(self, endpoint: Endpoint, raw: bytes, request: Any) -> StreamAnswer | Completion:
         """Start a stream on the first backend that produces its first event, else the error to answer.
 
         Nothing reaches the client until a backend has produced an event, so a backend failing before
@@ -194,7 +207,7 @@ class InferenceService:
             except UpstreamClientError as refused:
                 await self._abandon(state, stream)
                 BUFFER.inc(metrics.child(metrics.REQUESTS_TOTAL, model, state.name, endpoint, "client_error"))
-                return refused.status, refused.body
+                return Completion(refused.status, refused.body)
             except BaseException:
                 # The client left while we waited (cancellation): drop the upstream request too.
                 await self._abandon(state, stream)
@@ -203,12 +216,14 @@ class InferenceService:
                 metrics.child(metrics.TIME_TO_FIRST_TOKEN, model, state.name, endpoint),
                 time.perf_counter() - started,
             )
-            return self._relay(scope, endpoint, model, state, stream, events, first, started)
+            answer = StreamAnswer()
+            answer.events = self._relay(answer, endpoint, model, state, stream, events, first, started)
+            return answer
         raise self._exhausted(model, endpoint, last)
 
     async def _relay(
         self,
-        scope: Any,
+        answer: StreamAnswer,
         endpoint: Endpoint,
         model: str,
         state: BackendState,
@@ -216,7 +231,7 @@ class InferenceService:
         events: AsyncIterator[bytes],
         first: bytes | None,
         started: float,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         outcome = "client_disconnected"
         accounted = False
         try:
@@ -225,14 +240,14 @@ class InferenceService:
                 async for event in events:
                     yield event
             outcome = "ok"
-            self._account(scope, model, state.name, endpoint, stream.usage, stream)
+            answer.usage = self._account(model, state.name, endpoint, stream.usage, stream)
             accounted = True
             yield DONE
         except BackendFailure as failure:
             # Bytes already went out: no failover now. OpenAI's SDKs raise on an `error` event.
             outcome = "backend_error"
             self._failed(state, failure, failover=False)
-            self._account(scope, model, state.name, endpoint, stream.usage, stream)
+            answer.usage = self._account(model, state.name, endpoint, stream.usage, stream)
             accounted = True
             yield (
                 b"data: "
@@ -244,7 +259,7 @@ class InferenceService:
             # Closing (not releasing) the upstream response cancels the backend's generation.
             await stream.aclose()
             if not accounted:
-                self._account(scope, model, state.name, endpoint, stream.usage, stream)
+                answer.usage = self._account(model, state.name, endpoint, stream.usage, stream)
             BUFFER.observe(
                 metrics.child(metrics.DURATION, model, state.name, endpoint), time.perf_counter() - started
             )
@@ -284,24 +299,22 @@ class InferenceService:
 
     def _account(
         self,
-        scope: Any,
         model: str,
         backend: str,
         endpoint: Endpoint,
         usage: UsageCounts | None,
         stream: UpstreamStream | None,
-    ) -> None:
+    ) -> Usage | None:
+        """The tokens consumed (counted in the token metrics), as the caller's usage."""
         if usage is not None:
             prompt, completion = usage.prompt_tokens, usage.completion_tokens
         elif stream is not None:
             # The backend never reported usage (or the stream was cut): count content chunks, ~1 token each.
             prompt, completion = 0, stream.chunks
         else:
-            return
-        report_usage(
-            scope, Usage(model=model, backend=backend, prompt_tokens=prompt, completion_tokens=completion)
-        )
+            return None
         if prompt:
             BUFFER.inc(metrics.child(metrics.TOKENS_TOTAL, model, backend, "prompt"), prompt)
         if completion:
             BUFFER.inc(metrics.child(metrics.TOKENS_TOTAL, model, backend, "completion"), completion)
+        return Usage(model=model, backend=backend, prompt_tokens=prompt, completion_tokens=completion)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from app.auth.scopes import Scope
+from app.errors import http_exception_handler
 from app.keys.runtime import KeysRuntime
 from app.keys.schemas import KeyCreate, KeyCreated, KeyInfo, KeyUpdate, KeyUsage
-from app.keys.service import KeyService
+from app.keys.service import InvalidKeyRequest, KeyNotFoundError, KeyService
 
 
 def _runtime(request: Request) -> KeysRuntime:
@@ -18,10 +20,18 @@ def _runtime(request: Request) -> KeysRuntime:
     return runtime
 
 
+def key_error_handler(request: Request, exc: Exception) -> Response:
+    """The service's errors as HTTP: an unknown key 404, a request it cannot carry out 400."""
+    if isinstance(exc, KeyNotFoundError):
+        return http_exception_handler(request, NotFoundException(str(exc)))
+    return http_exception_handler(request, ValidationException(str(exc)))
+
+
 class KeyController(Controller):
     path = "/api/v1/keys"
     tags = ["keys"]
     opt = {"scope": Scope.KEYS_ADMIN}
+    exception_handlers = {KeyNotFoundError: key_error_handler, InvalidKeyRequest: key_error_handler}
 
     @post("/")
     async def create_key(self, request: Request, data: JSONBody[KeyCreate]) -> KeyCreated:

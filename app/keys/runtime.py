@@ -4,8 +4,8 @@ One `KeysRuntime` lives on `app.state.keys_runtime` in each worker. Its sync tas
 `PYLON_KEYS_SYNC_INTERVAL`:
 - reads new rows of the change feed and drops those keys from the cache (revocation, expiry and limit
   changes made by another worker, another instance or the CLI take effect within about one interval);
-- pushes this process's rate counts and pulls the totals of all processes (see app/auth/ratelimit.py).
-Its flush task upserts usage buckets; the lifespan's exit writes the rest.
+- pushes this process's rate counts and pulls the totals of all processes (see app/keys/ratelimit.py).
+Its flush task upserts usage buckets (app/keys/usage_buffer.py); the lifespan's exit writes the rest.
 """
 
 from __future__ import annotations
@@ -21,16 +21,20 @@ from litestar import Litestar
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.auth.context import Principal, Usage
 from app.auth.epistula import EpistulaVerifier, StaticHotkeyDirectory
-from app.auth.keys import CachedKey, KeyCache
-from app.auth.ratelimit import RateLimiter
+from app.keys.cache import KeyCache
 from app.keys.models import KeyChange
+from app.keys.ratelimit import RateLimiter
 from app.keys.service import KeyService, utcnow
-from app.keys.usage import UsageRecorder
+from app.keys.tokens import CachedKey
+from app.keys.usage_buffer import UsageRecorder
 from app.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+# Callers whose requests are recorded in the usage buckets.
+RECORDED_KINDS = frozenset({"api_key", "epistula"})
 # Change-feed ids are assigned when a transaction starts writing but become visible when it commits, so a
 # lower id can appear after a higher one was read (PostgreSQL sequences). Re-reading a margin of ids below
 # the highest seen catches those late commits; ids already handled are skipped.
@@ -63,6 +67,38 @@ class KeysRuntime:
     async def _load(self, key_id: str) -> CachedKey | None:
         async with self.sessions() as session:
             return await KeyService(session).load(key_id)
+
+    def account(
+        self,
+        principal: Principal,
+        usage: Usage | None,
+        method: str,
+        route: str,
+        status: int,
+        latency: float,
+    ) -> None:
+        """Account one finished request: charge its tokens to the key's rate limit and add it to its usage
+        bucket. `latency` is in seconds. The admin and metrics tokens' requests are not recorded."""
+        if principal.kind not in RECORDED_KINDS:
+            return
+        if usage is None:
+            model, prompt_tokens, completion_tokens = "", 0, 0
+        else:
+            model = usage.model or ""
+            prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens
+            if principal.kind == "api_key" and (prompt_tokens or completion_tokens):
+                self.limiter.charge_tokens(principal.id, prompt_tokens + completion_tokens)
+        self.usage.record(
+            principal.id,
+            principal.kind,
+            method,
+            route,
+            status,
+            model,
+            prompt_tokens,
+            completion_tokens,
+            latency * 1000.0,
+        )
 
     def changed(self, key_id: str) -> None:
         """This process changed the key: forget it now rather than at the next poll."""

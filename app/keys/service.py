@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from litestar.exceptions import ClientException, NotFoundException
 from msgspec import UNSET
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.context import Principal
-from app.auth.keys import CachedKey, mint_key
 from app.keys.models import ApiKey, KeyChange
 from app.keys.schemas import (
     KeyCreate,
@@ -27,11 +25,16 @@ from app.keys.schemas import (
     UsageTotals,
     parse_duration,
 )
-from app.keys.usage import has_usage, usage_report_rows
+from app.keys.tokens import CachedKey, mint_key
+from app.keys.usage_report import has_usage, usage_report_rows
 
 
-class KeyNotFoundError(NotFoundException):
-    """No key with this id."""
+class KeyNotFoundError(LookupError):
+    """No key with this id (the API answers 404)."""
+
+
+class InvalidKeyRequest(ValueError):
+    """A request the service cannot carry out as asked (the API answers 400)."""
 
 
 def utcnow() -> dt.datetime:
@@ -93,12 +96,12 @@ def cached_key(key: ApiKey) -> CachedKey:
 
 def _expiry(expires_at: dt.datetime | None, expires_in: str | None, now: dt.datetime) -> dt.datetime | None:
     if expires_at is not None and expires_in is not None:
-        raise ClientException("give expires_at or expires_in, not both")
+        raise InvalidKeyRequest("give expires_at or expires_in, not both")
     if expires_in is not None:
         try:
             return now + parse_duration(expires_in)
         except ValueError as exc:
-            raise ClientException(str(exc)) from None
+            raise InvalidKeyRequest(str(exc)) from None
     return _aware(expires_at)
 
 

@@ -1,13 +1,12 @@
 """Neurons routes: the metagraph (latest and at a block), one hotkey, hyperparameters and certificates.
 
 The latest metagraph is served as bytes encoded once per block by the metagraph cache: a request does a
-dict lookup and, with `If-None-Match`, may get a 304. `X-Pylon-Block` names the block; when the chain is
-unreachable the last metagraph is still served, with `Age` and `X-Pylon-Stale: true`.
+dict lookup and, with `If-None-Match`, may get a 304 (app/neurons/render.py). Its two routes are also hot
+routes (`HOT_ROUTES`, answered before Litestar's router while the cache is warm) with the same answer.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from litestar import Controller, Request, Response, Router, get, post
@@ -20,7 +19,7 @@ from litestar.exceptions import (
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_502_BAD_GATEWAY
-from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Send
+from litestar.types import ASGIApp
 from litestar.types import Scope as ASGIScope
 
 from app.auth.scopes import Scope
@@ -34,8 +33,11 @@ from app.chain.client import (
     Metagraph,
     UnknownNetuid,
 )
-from app.chain.metagraph import CachedMetagraph, MetagraphCache
+from app.chain.metagraph import MetagraphCache
 from app.errors import http_exception_handler
+from app.http.hot import HotRequest, HotRoute
+from app.http.raw import RawResponse
+from app.neurons.render import metagraph_answer
 from app.neurons.schemas import GenerateCertificateRequest, HyperparamsResponse, NeuronResponse
 from app.neurons.service import CertificateNotFound, HotkeyNotFound, NeuronsService, NoWallet
 
@@ -52,79 +54,39 @@ def service_of(request: Request) -> NeuronsService:
     return service
 
 
-def metagraph_response(request: Request, cached: CachedMetagraph, stale: bool) -> Response[Any]:
-    headers = {"etag": cached.etag, "x-pylon-block": str(cached.block.number)}
-    if stale:
-        age = request.app.state.metagraph.head_age()
-        headers["age"] = str(math.floor(age)) if age is not None else "0"
-        headers["x-pylon-stale"] = "true"
-    if request.headers.get("if-none-match") == cached.etag:
-        return Response(b"", status_code=304, headers=headers)
-    return Response(cached.body, media_type=JSON, headers=headers)
-
-
 def parse_block_number(raw: str) -> int:
     if not raw.isdigit():
         raise ValidationException(f"block number must be a non-negative integer, got {raw!r}")
     return int(raw)
 
 
-class RawResponse:
-    """An ASGI response of prebuilt bytes and headers: built once per metagraph, reused by every request."""
-
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self.status, self.headers, self.body = status, headers, body
-
-    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
-        await self._send(send, self.headers)
-
-    async def send_with(self, send: Send, header: tuple[bytes, bytes]) -> int:
-        """Send this response with one more header (a fresh list: the prebuilt one is shared); returns
-        the status."""
-        await self._send(send, [*self.headers, header])
-        return self.status
-
-    async def _send(self, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
-        start: HTTPResponseStartEvent = {
-            "type": "http.response.start",
-            "status": self.status,
-            "headers": headers,
-        }
-        body: HTTPResponseBodyEvent = {"type": "http.response.body", "body": self.body, "more_body": False}
-        await send(start)
-        await send(body)
+def stale_age(cache: MetagraphCache) -> float | None:
+    """Seconds since the last chain head while the cache is stale; None while it is fresh."""
+    return (cache.head_age() or 0.0) if cache.is_stale() else None
 
 
-def cached_response(scope: ASGIScope, cache: MetagraphCache, cached: CachedMetagraph) -> RawResponse:
-    """The latest metagraph's prebuilt bytes and headers (a 304 for a matching `If-None-Match`)."""
-    headers = cached.raw_headers
-    stale = cache.is_stale()
-    if stale:
-        age = cache.head_age()
-        headers = [*headers, (b"age", str(math.floor(age or 0)).encode()), (b"x-pylon-stale", b"true")]
-    etag = cached.etag.encode()
-    for name, value in scope["headers"]:
-        if name == b"if-none-match" and value == etag:
-            return RawResponse(304, [h for h in headers if h[0] != b"content-length"], b"")
-    if stale:
-        return RawResponse(200, headers, cached.body)
-    response: RawResponse | None = cached.asgi_response
-    if response is None:
-        response = cached.asgi_response = RawResponse(200, headers, cached.body)
-    return response
-
-
-async def latest_response(scope: ASGIScope, netuid: int) -> ASGIApp:
+async def latest_answer(state: Any, netuid: int, request_headers: Any) -> RawResponse:
     """The latest metagraph from the cache, waiting for the chain only while the cache is cold."""
-    cache: MetagraphCache = scope["litestar_app"].state.metagraph
+    cache: MetagraphCache = state.metagraph
     cached = cache.peek(netuid)
     if cached is None:
         cached = await cache.latest(netuid)
     else:
         cache.count_hit()
-    return cached_response(scope, cache, cached)
+    return metagraph_answer(cached, request_headers, stale_age(cache))
+
+
+async def serve_latest(request: HotRequest) -> int | None:
+    """The hot route: served from a warm cache, else left to the routed handler (which waits for it)."""
+    state = request.state
+    netuid = request.params.get("netuid", state.settings.chain.netuid)
+    cache: MetagraphCache = state.metagraph
+    cached = cache.peek(netuid)
+    if cached is None:
+        return None
+    cache.count_hit()
+    answer = metagraph_answer(cached, request.scope["headers"], stale_age(cache))
+    return await answer.respond(request.receive, request.send, (request.context.request_id_header,))
 
 
 METAGRAPH_RESPONSES = {
@@ -134,9 +96,9 @@ METAGRAPH_RESPONSES = {
 }
 
 
-async def _at_block(request: Request, netuid: int, block_number: str) -> Response[Any]:
+async def _at_block(request: Request, netuid: int, block_number: str) -> RawResponse:
     cached = await service_of(request).at_block(netuid, parse_block_number(block_number))
-    return metagraph_response(request, cached, stale=False)
+    return metagraph_answer(cached, request.scope["headers"])
 
 
 class SubnetNeuronsController(Controller):
@@ -151,12 +113,12 @@ class SubnetNeuronsController(Controller):
         the block; while the chain is unreachable the last metagraph is served with `Age` and
         `X-Pylon-Stale: true`.
         """
-        return await latest_response(scope, netuid)
+        return await latest_answer(scope["litestar_app"].state, netuid, scope["headers"])
 
     @get("/neurons/{block_number:str}", opt=READ)
     async def neurons_at_block(
         self, request: Request, netuid: FromPath[int], block_number: FromPath[str]
-    ) -> Response[Metagraph]:
+    ) -> ASGIApp:
         """The subnet's metagraph at a block. 404 for a block in the future or no longer kept by the node."""
         return await _at_block(request, netuid, block_number)
 
@@ -209,10 +171,11 @@ class DefaultNetuidNeuronsController(Controller):
     @get("/latest", opt=READ, responses=METAGRAPH_RESPONSES)
     async def latest_neurons(self, scope: ASGIScope) -> ASGIApp:
         """The `PYLON_NETUID` subnet's metagraph at the latest block."""
-        return await latest_response(scope, scope["litestar_app"].state.settings.chain.netuid)
+        state = scope["litestar_app"].state
+        return await latest_answer(state, state.settings.chain.netuid, scope["headers"])
 
     @get("/{block_number:str}", opt=READ)
-    async def neurons_at_block(self, request: Request, block_number: FromPath[str]) -> Response[Metagraph]:
+    async def neurons_at_block(self, request: Request, block_number: FromPath[str]) -> ASGIApp:
         """The `PYLON_NETUID` subnet's metagraph at a block."""
         return await _at_block(request, request.app.state.settings.chain.netuid, block_number)
 
@@ -232,6 +195,11 @@ def chain_error_handler(request: Request, exc: Exception) -> Response[Any]:
         http = HTTPException(f"chain error: {exc}", status_code=HTTP_502_BAD_GATEWAY)
     return http_exception_handler(request, http)
 
+
+HOT_ROUTES = (
+    HotRoute("GET", "/api/v1/subnet/{netuid:int}/neurons/latest", Scope.NEURONS_READ, serve_latest),
+    HotRoute("GET", "/api/v1/neurons/latest", Scope.NEURONS_READ, serve_latest),
+)
 
 neurons_router = Router(
     path="/api/v1",

@@ -18,9 +18,10 @@ from litestar.exceptions import HTTPException, NotFoundException, PermissionDeni
 from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_422_UNPROCESSABLE_ENTITY
 
-from app.auth.context import Principal, principal_of
+from app.auth.context import Principal
 from app.auth.scopes import Scope
 from app.chain.client import UnknownNetuid
+from app.http.context import principal_of
 from app.settings import DEFAULT_IDENTITY
 from app.weights.schemas import (
     JobStatus,

@@ -11,12 +11,10 @@ from typing import Any
 
 import pytest
 from bittensor_wallet import Keypair
-from litestar import Litestar, Request, post
-from litestar.exceptions import HTTPException
+from litestar import Request, post
 from litestar.params import JSONBody
 from litestar.testing import AsyncTestClient
 
-from app.auth.context import principal_of
 from app.auth.epistula import (
     EpistulaVerifier,
     HotkeyInfo,
@@ -24,8 +22,11 @@ from app.auth.epistula import (
     sign_request,
     signed_message,
 )
+from app.auth.refusal import Refused
 from app.auth.scopes import Scope
+from app.http.context import principal_of
 from app.settings import EpistulaSettings, Settings
+from tests.client import PylonTestClient
 from tests.keys.helpers import ADMIN, bearer, create_key, make_wallet
 
 
@@ -105,10 +106,10 @@ async def test_signature_from_a_wallet_on_disk(tmp_path: Path, clock: Clock) -> 
 async def expect(
     status: int, fragment: str, clock: Clock, headers: dict[str, str], body: bytes, **kw: Any
 ) -> None:
-    with pytest.raises(HTTPException) as caught:
+    with pytest.raises(Refused) as caught:
         await verifier(clock, **kw).verify(headers, body, DIRECTORY)
-    assert caught.value.status_code == status, caught.value.detail
-    assert fragment in caught.value.detail
+    assert caught.value.status_code == status, caught.value.refusal.detail
+    assert fragment in caught.value.refusal.detail
 
 
 async def test_tampered_body_is_refused(clock: Clock) -> None:
@@ -155,7 +156,7 @@ async def test_replay_is_refused_within_twice_the_window(clock: Clock) -> None:
     check = verifier(clock)
     headers = signed(b"{}", clock)
     assert await check.verify(headers, b"{}", DIRECTORY)
-    with pytest.raises(HTTPException) as caught:
+    with pytest.raises(Refused) as caught:
         await check.verify(headers, b"{}", DIRECTORY)
     assert caught.value.status_code == 401 and "replayed" in caught.value.detail
     # Entries expire after 2 x window, by which time the timestamp itself is stale.
@@ -170,7 +171,7 @@ async def test_replay_set_is_bounded(clock: Clock) -> None:
     check = verifier(clock, replay_capacity=2)
     for _ in range(2):
         assert await check.verify(signed(b"{}", clock), b"{}", DIRECTORY)
-    with pytest.raises(HTTPException) as caught:
+    with pytest.raises(Refused) as caught:
         await check.verify(signed(b"{}", clock), b"{}", DIRECTORY)
     assert caught.value.status_code == 429
     clock.now += 17
@@ -191,11 +192,11 @@ async def test_validator_permit_and_stake_can_be_required(clock: Clock) -> None:
     )
     strict = verifier(clock, require_validator_permit=True)
     assert await strict.verify(signed(b"{}", clock), b"{}", directory)
-    with pytest.raises(HTTPException, match="no validator permit"):
+    with pytest.raises(Refused, match="no validator permit"):
         await strict.verify(signed(b"{}", clock, keypair=low), b"{}", directory)
     staked = verifier(clock, min_stake=1000.0)
     assert await staked.verify(signed(b"{}", clock), b"{}", directory)
-    with pytest.raises(HTTPException, match="below the minimum"):
+    with pytest.raises(Refused, match="below the minimum"):
         await staked.verify(signed(b"{}", clock, keypair=low), b"{}", directory)
 
 
@@ -228,7 +229,7 @@ async def test_secret_signature_headers_are_ignored(clock: Clock) -> None:
 
 async def test_disabled_without_own_hotkey(clock: Clock) -> None:
     check = EpistulaVerifier(EpistulaSettings(), default_netuid=1, clock=clock)
-    with pytest.raises(HTTPException, match="PYLON_EPISTULA_HOTKEY"):
+    with pytest.raises(Refused, match="PYLON_EPISTULA_HOTKEY"):
         await check.verify(signed(b"{}", clock), b"{}", DIRECTORY)
 
 
@@ -270,10 +271,10 @@ def epistula_settings(settings_factory: Any) -> Settings:
 async def signed_client(epistula_settings: Settings) -> Any:
     from app.main import create_app
 
-    app: Litestar = create_app(epistula_settings)
-    app.register(signed_route)
-    app.register(key_only_route)
-    async with AsyncTestClient(app=app) as client:
+    app = create_app(epistula_settings)
+    app.litestar.register(signed_route)
+    app.litestar.register(key_only_route)
+    async with PylonTestClient(app=app) as client:
         yield client
 
 
@@ -346,9 +347,9 @@ async def dev_wallet_client(settings_factory: Any) -> Any:
 
     settings: Settings = settings_factory(PYLON_LOCAL_BLOCK_TIME="3600")
     migrate(settings)
-    app: Litestar = create_app(settings)
-    app.register(signed_route)
-    async with AsyncTestClient(app=app) as client:
+    app = create_app(settings)
+    app.litestar.register(signed_route)
+    async with PylonTestClient(app=app) as client:
         yield client
 
 

@@ -3,7 +3,7 @@ import hashlib
 import pytest
 
 from app.auth.context import Principal
-from app.auth.keys import ID_ALPHABET, ID_LENGTH, CachedKey, hash_secret, mint_key, parse_key
+from app.keys.tokens import ID_ALPHABET, ID_LENGTH, CachedKey, hash_secret, mint_key, parse_key
 
 
 def test_minted_key_has_the_documented_shape() -> None:

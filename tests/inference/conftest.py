@@ -126,8 +126,8 @@ def ollama_backend(name: str, fake: FakeBackend, **fields: Any) -> dict[str, Any
 class Pylon:
     """Pylon in-process (its lifespan running), called over httpx's ASGI transport.
 
-    `usages` collects what the inference feature reported with `report_usage` for each request, read the
-    way the keys feature's middleware reads it: from the scope once the response has been sent.
+    `usages` collects the usage the inference feature reported for each request, read the way the edge
+    reads it: from the request context once the response has been sent.
     """
 
     def __init__(self, app: Litestar, headers: dict[str, str]) -> None:
@@ -136,11 +136,11 @@ class Pylon:
         self.headers = headers
 
     async def asgi(self, scope: Any, receive: Any, send: Any) -> None:
-        from app.auth.context import usage_of
+        from app.http.context import context_of
 
         await self.app(scope, receive, send)
         if scope["type"] == "http":
-            self.usages.append(usage_of(scope))
+            self.usages.append(context_of(scope).usage)
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -167,7 +167,7 @@ async def pylon_factory(
         # Alembic runs its own event loop: keep it off this one.
         await asyncio.to_thread(migrate, settings)
         app = create_app(settings)
-        async with app.lifespan():
+        async with app.litestar.lifespan():
             yield Pylon(app, inference_headers)
 
     yield build

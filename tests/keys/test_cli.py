@@ -7,12 +7,12 @@ import json
 from typing import Any
 
 import pytest
-from litestar.testing import AsyncTestClient
 from typer.testing import CliRunner
 
 from app.main import create_app
 from app.settings import Settings
 from cli.main import app as cli_app
+from tests.client import PylonTestClient
 from tests.conftest import PROJECT_ROOT, migrate
 from tests.keys.helpers import bearer
 
@@ -41,7 +41,7 @@ def pylon(env: dict[str, str], *args: str, code: int = 0) -> str:
 
 
 async def call(settings: Settings, path: str, token: str, times: int = 1) -> list[int]:
-    async with AsyncTestClient(app=create_app(settings)) as client:
+    async with PylonTestClient(app=create_app(settings)) as client:
         return [(await client.get(path, headers=bearer(token))).status_code for _ in range(times)]
 
 

@@ -11,6 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from app.main import create_app
 from app.settings import Settings
+from tests.client import PylonTestClient
 from tests.conftest import migrate
 from tests.keys.helpers import ADMIN, bearer, create_key
 
@@ -33,8 +34,8 @@ async def wait_for_status(client: AsyncTestClient, token: str, status: int, time
 
 async def test_revocation_reaches_another_instance(pg_settings: Settings) -> None:
     async with (
-        AsyncTestClient(app=create_app(pg_settings)) as one,
-        AsyncTestClient(app=create_app(pg_settings)) as two,
+        PylonTestClient(app=create_app(pg_settings)) as one,
+        PylonTestClient(app=create_app(pg_settings)) as two,
     ):
         created = await create_key(one, ["metrics:read"])
         assert (await two.get("/metrics", headers=bearer(created["key"]))).status_code == 200
@@ -46,8 +47,8 @@ async def test_revocation_reaches_another_instance(pg_settings: Settings) -> Non
 
 async def test_limit_changes_and_counts_reach_another_instance(pg_settings: Settings) -> None:
     async with (
-        AsyncTestClient(app=create_app(pg_settings)) as one,
-        AsyncTestClient(app=create_app(pg_settings)) as two,
+        PylonTestClient(app=create_app(pg_settings)) as one,
+        PylonTestClient(app=create_app(pg_settings)) as two,
     ):
         if time.time() % 60 > 50:
             await asyncio.sleep(60 - time.time() % 60 + 0.1)

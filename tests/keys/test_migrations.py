@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import VERSION_TABLE, create_engine, load_models, migrations
 from app.keys.models import UsageBucket
-from app.keys.usage import UsageRecorder, usage_report_rows
+from app.keys.usage_buffer import UsageRecorder
+from app.keys.usage_report import usage_report_rows
 from app.settings import Settings
 
 T = TypeVar("T")

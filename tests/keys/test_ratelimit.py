@@ -11,12 +11,14 @@ from litestar import Litestar, Request, get
 from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from app.auth.context import Usage, report_usage
-from app.auth.ratelimit import RateLimiter
+from app.auth.context import Usage
 from app.auth.scopes import Scope
 from app.db import create_engine
+from app.http.context import context_of
+from app.keys.ratelimit import RateLimiter
 from app.main import create_app
 from app.settings import Settings
+from tests.client import PylonTestClient
 from tests.conftest import migrate
 from tests.keys.helpers import bearer, create_key
 
@@ -103,14 +105,14 @@ async def test_two_processes_share_counts_through_the_database(shared_settings: 
 
 @get("/test/tokens", opt={"scope": Scope.INFERENCE}, sync_to_thread=False)
 def tokens_route(request: Request) -> dict[str, str]:
-    report_usage(request, Usage(model="m", backend="b", prompt_tokens=40, completion_tokens=20))
+    context_of(request).usage = Usage(model="m", backend="b", prompt_tokens=40, completion_tokens=20)
     return {"ok": "yes"}
 
 
 async def client_for(settings: Settings) -> tuple[Litestar, AsyncTestClient]:
     app = create_app(settings)
-    app.register(tokens_route)
-    return app, AsyncTestClient(app=app)
+    app.litestar.register(tokens_route)
+    return app, PylonTestClient(app=app)
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.routes import HTTPRoute
 from litestar.testing import AsyncTestClient
 
-from app.auth.guards import OPEN_PATH_PREFIXES
 from app.auth.scopes import Scope
+from app.http.admission import OPEN_PATH_PREFIXES
 from tests.keys.helpers import bearer, create_key
 
 # The only routes anyone may call without credentials. Adding to this list is a deliberate act.
@@ -26,7 +26,7 @@ def concrete_path(path: str) -> str:
 
 
 def guarded_endpoints(app: Litestar) -> Iterator[tuple[str, str, HTTPRouteHandler]]:
-    for route in app.routes:
+    for route in app.litestar.routes:
         if not isinstance(route, HTTPRoute) or route.path.startswith(OPEN_PATH_PREFIXES):
             continue
         for handler in route.route_handlers:
@@ -76,7 +76,7 @@ async def test_a_route_without_a_declaration_is_refused(app: Litestar, client: A
     def undeclared() -> str:
         return "should not be reachable"
 
-    app.register(undeclared)
+    app.litestar.register(undeclared)
     response = await client.get("/undeclared", headers={"Authorization": "Bearer test-admin-token"})
     assert response.status_code == 403
 

@@ -10,23 +10,24 @@ import pytest
 from litestar import Litestar, Request, get
 from litestar.params import FromPath
 from litestar.response import Stream
-from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from app.auth.context import Usage, report_usage
+from app.auth.context import Usage
 from app.auth.scopes import Scope
 from app.db import create_engine
+from app.http.context import context_of
 from app.keys.models import ApiKey, UsageBucket
 from app.main import create_app
 from app.settings import Settings
+from tests.client import PylonTestClient
 from tests.conftest import migrate
 from tests.keys.helpers import ADMIN, bearer, create_key
 
 
 @get("/test/complete/{n:int}", opt={"scope": Scope.INFERENCE}, sync_to_thread=False)
 def complete_route(request: Request, n: FromPath[int]) -> dict[str, int]:
-    report_usage(request, Usage(model="small", backend="b", prompt_tokens=n, completion_tokens=2 * n))
+    context_of(request).usage = Usage(model="small", backend="b", prompt_tokens=n, completion_tokens=2 * n)
     if n == 13:
         from litestar.exceptions import ClientException
 
@@ -36,7 +37,7 @@ def complete_route(request: Request, n: FromPath[int]) -> dict[str, int]:
 
 @get("/test/model/{name:str}", opt={"scope": Scope.INFERENCE}, sync_to_thread=False)
 def model_route(request: Request, name: FromPath[str]) -> dict[str, str]:
-    report_usage(request, Usage(model=name, prompt_tokens=1))
+    context_of(request).usage = Usage(model=name, prompt_tokens=1)
     return {"model": name}
 
 
@@ -47,16 +48,16 @@ async def stream_route(request: Request) -> Stream:
             yield f"chunk {i}\n".encode()
             await asyncio.sleep(0)
         # Tokens are only known once the stream is done.
-        report_usage(request, Usage(model="big", prompt_tokens=7, completion_tokens=3))
+        context_of(request).usage = Usage(model="big", prompt_tokens=7, completion_tokens=3)
 
     return Stream(chunks())
 
 
 def app_for(settings: Settings) -> Litestar:
     app = create_app(settings)
-    app.register(complete_route)
-    app.register(model_route)
-    app.register(stream_route)
+    app.litestar.register(complete_route)
+    app.litestar.register(model_route)
+    app.litestar.register(stream_route)
     return app
 
 
@@ -91,7 +92,7 @@ def lazy_flush_settings(settings_factory: Any) -> Settings:
 
 
 async def test_usage_report_has_totals_and_a_daily_series(lazy_flush_settings: Settings) -> None:
-    async with AsyncTestClient(app=app_for(lazy_flush_settings)) as client:
+    async with PylonTestClient(app=app_for(lazy_flush_settings)) as client:
         created = await create_key(client, ["inference"])
         key = bearer(created["key"])
         for n in (1, 2, 13):
@@ -115,7 +116,7 @@ async def test_usage_report_has_totals_and_a_daily_series(lazy_flush_settings: S
 
 async def test_a_full_batch_is_written_without_waiting(lazy_flush_settings: Settings) -> None:
     app = app_for(lazy_flush_settings)
-    async with AsyncTestClient(app=app) as client:
+    async with PylonTestClient(app=app) as client:
         # One minute for the whole test: a minute boundary would open extra buckets.
         app.state.keys_runtime.usage.clock = lambda: 1_800_000_030.0
         key = bearer((await create_key(client, ["inference"]))["key"])
@@ -142,7 +143,7 @@ async def test_a_full_batch_is_written_without_waiting(lazy_flush_settings: Sett
 
 
 async def test_nothing_is_lost_on_a_clean_shutdown(lazy_flush_settings: Settings) -> None:
-    async with AsyncTestClient(app=app_for(lazy_flush_settings)) as client:
+    async with PylonTestClient(app=app_for(lazy_flush_settings)) as client:
         created = await create_key(client, ["inference"])
         for n in range(3):
             await client.get(f"/test/complete/{n}", headers=bearer(created["key"]))
@@ -160,7 +161,7 @@ async def test_nothing_is_lost_on_a_clean_shutdown(lazy_flush_settings: Settings
 
 
 async def test_admin_token_and_refused_calls_are_not_recorded(lazy_flush_settings: Settings) -> None:
-    async with AsyncTestClient(app=app_for(lazy_flush_settings)) as client:
+    async with PylonTestClient(app=app_for(lazy_flush_settings)) as client:
         await client.get("/test/complete/1", headers=ADMIN)
         await client.get("/test/complete/1")
         await client.get("/test/complete/1", headers=bearer("pylon_aaaaaaaaaaaa_" + "b" * 43))

@@ -18,7 +18,7 @@ from app.keys.models import ApiKey, UsageBucket
 from app.keys.runtime import KeysRuntime
 from app.keys.schemas import KeyCreate
 from app.keys.service import KeyService
-from app.keys.usage import UsageRecorder, account
+from app.keys.usage_buffer import UsageRecorder
 from app.settings import Settings
 from tests.conftest import migrate
 
@@ -174,10 +174,10 @@ async def test_account_charges_tokens_and_records_only_keys_and_signers(db_setti
     engine = create_engine(db_settings)
     runtime = KeysRuntime(db_settings, engine)
     try:
-        account(runtime, KEY, Usage(model="m", prompt_tokens=5, completion_tokens=7), "POST", "/r", 200, 0.25)
-        account(runtime, KEY, None, "GET", "/r", 404, 0.001)
-        account(runtime, SIGNER, Usage(prompt_tokens=3), "POST", "/r", 200, 0.002)
-        account(runtime, ADMIN, Usage(prompt_tokens=100), "POST", "/r", 200, 0.002)
+        runtime.account(KEY, Usage(model="m", prompt_tokens=5, completion_tokens=7), "POST", "/r", 200, 0.25)
+        runtime.account(KEY, None, "GET", "/r", 404, 0.001)
+        runtime.account(SIGNER, Usage(prompt_tokens=3), "POST", "/r", 200, 0.002)
+        runtime.account(ADMIN, Usage(prompt_tokens=100), "POST", "/r", 200, 0.002)
         assert runtime.limiter.usage("k1") == (0, 12)
         # Signers have no rate limit of their own; the admin token is neither charged nor recorded.
         assert runtime.limiter.usage(SIGNER.id) == (0, 0) and runtime.limiter.usage("admin") == (0, 0)

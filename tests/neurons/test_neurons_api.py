@@ -15,6 +15,7 @@ from litestar.testing import AsyncTestClient
 from app.chain.client import hotkey_of
 from app.chain.simulated import SimulatedChainClient
 from app.main import create_app
+from tests.client import PylonTestClient
 from tests.conftest import SettingsFactory, migrate
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "neurons-latest.json"
@@ -33,7 +34,7 @@ def chain_app(settings_factory: SettingsFactory) -> Litestar:
 
 @pytest.fixture
 async def api(chain_app: Litestar) -> AsyncIterator[AsyncTestClient]:
-    async with AsyncTestClient(app=chain_app) as client:
+    async with PylonTestClient(app=chain_app) as client:
         client.headers["Authorization"] = f"Bearer {chain_app.state.settings.auth.admin_token}"
         yield client
 
@@ -241,7 +242,7 @@ async def test_self_certificate_uses_pylon_wallet_name(
     )
     migrate(settings)
     app = create_app(settings)
-    async with AsyncTestClient(app=app) as api:
+    async with PylonTestClient(app=app) as api:
         api.headers["Authorization"] = f"Bearer {settings.auth.admin_token}"
         assert hotkey_of(app.state.wallet).ss58_address == wallet.hotkey.ss58_address
         own = await post_and_read_own_certificate(api, 1)
@@ -282,7 +283,7 @@ async def test_stale_serving_while_the_chain_is_down_and_ready_degraded(api: Asy
 
 
 async def test_routes_declare_the_neurons_scope(chain_app: Litestar) -> None:
-    for route in chain_app.routes:
+    for route in chain_app.litestar.routes:
         if route.path.startswith("/api/v1/") and (
             "neurons" in route.path or "certificates" in route.path or "hyperparams" in route.path
         ):

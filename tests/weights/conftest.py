@@ -15,6 +15,7 @@ from litestar.testing import AsyncTestClient
 from app.chain.simulated import SimulatedChainClient
 from app.main import create_app
 from app.settings import Settings
+from tests.client import PylonTestClient
 from tests.conftest import SettingsFactory, migrate
 
 FAST = {
@@ -51,7 +52,7 @@ def weights_app_factory(weights_settings: Callable[..., Settings]) -> Callable[.
 
 @pytest.fixture
 async def wclient(weights_app_factory: Callable[..., Litestar]) -> AsyncIterator[AsyncTestClient]:
-    async with AsyncTestClient(app=weights_app_factory()) as client:
+    async with PylonTestClient(app=weights_app_factory()) as client:
         client.headers["Authorization"] = "Bearer test-admin-token"  # envs/test.env's admin token
         yield client
 

@@ -10,6 +10,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from prometheus_client import REGISTRY
 
+from tests.client import PylonTestClient
 from tests.weights.conftest import chain_of, hotkeys, wait_job
 
 
@@ -60,7 +61,7 @@ async def test_put_sets_weights_on_chain_and_reports_skipped_hotkeys(wclient: As
 async def test_commit_reveal_subnet_commits_instead_of_setting(
     weights_app_factory: Callable[..., Litestar],
 ) -> None:
-    async with AsyncTestClient(app=weights_app_factory(PYLON_LOCAL_COMMIT_REVEAL="true")) as client:
+    async with PylonTestClient(app=weights_app_factory(PYLON_LOCAL_COMMIT_REVEAL="true")) as client:
         client.headers["Authorization"] = "Bearer test-admin-token"  # envs/test.env
         keys = await hotkeys(client)
         response = await client.put(
@@ -78,7 +79,7 @@ async def test_commit_reveal_subnet_commits_instead_of_setting(
 
 async def test_default_netuid_route_uses_pylon_netuid(weights_app_factory: Callable[..., Litestar]) -> None:
     app = weights_app_factory(PYLON_LOCAL_NETUIDS="1,2", PYLON_NETUID="2")
-    async with AsyncTestClient(app=app) as client:
+    async with PylonTestClient(app=app) as client:
         client.headers["Authorization"] = "Bearer test-admin-token"  # envs/test.env
         keys = await hotkeys(client, netuid=2)
         response = await client.put("/api/v1/subnet/weights", json={"weights": {keys[0]: 1.0}})
@@ -116,7 +117,7 @@ async def test_rate_limited_job_expires_when_its_epoch_ends(
 ) -> None:
     # Epochs of 11 blocks, but weights may be set only every 1000 blocks: the second job cannot land.
     app = weights_app_factory(PYLON_LOCAL_TEMPO="10", PYLON_LOCAL_WEIGHTS_RATE_LIMIT="1000")
-    async with AsyncTestClient(app=app) as client:
+    async with PylonTestClient(app=app) as client:
         client.headers["Authorization"] = "Bearer test-admin-token"  # envs/test.env
         keys = await hotkeys(client)
         first = await client.put("/api/v1/subnet/1/weights", json={"weights": {keys[0]: 1.0}})
@@ -153,7 +154,7 @@ async def test_job_whose_hotkeys_are_all_unknown_fails_with_a_reason(wclient: As
 
 
 async def test_newer_put_supersedes_a_pending_job(weights_app_factory: Callable[..., Litestar]) -> None:
-    async with AsyncTestClient(app=weights_app_factory(PYLON_WEIGHTS_COALESCE_SECONDS="0.5")) as client:
+    async with PylonTestClient(app=weights_app_factory(PYLON_WEIGHTS_COALESCE_SECONDS="0.5")) as client:
         client.headers["Authorization"] = "Bearer test-admin-token"  # envs/test.env
         keys = await hotkeys(client)
         ids = []
@@ -177,7 +178,7 @@ async def test_newer_put_supersedes_a_pending_job(weights_app_factory: Callable[
 
 
 async def test_validation_errors_are_clear(weights_app_factory: Callable[..., Litestar]) -> None:
-    async with AsyncTestClient(app=weights_app_factory(PYLON_LOCAL_NEURONS="4")) as client:
+    async with PylonTestClient(app=weights_app_factory(PYLON_LOCAL_NEURONS="4")) as client:
         client.headers["Authorization"] = "Bearer test-admin-token"  # envs/test.env
         url = "/api/v1/subnet/1/weights"
         cases = [
@@ -220,7 +221,7 @@ async def test_unknown_job_and_identity_are_404(wclient: AsyncTestClient) -> Non
 async def test_weights_land_with_postgres(
     weights_app_factory: Callable[..., Litestar], postgres_url: str
 ) -> None:
-    async with AsyncTestClient(app=weights_app_factory(PYLON_DB_URL=postgres_url)) as client:
+    async with PylonTestClient(app=weights_app_factory(PYLON_DB_URL=postgres_url)) as client:
         client.headers["Authorization"] = "Bearer test-admin-token"  # envs/test.env
         keys = await hotkeys(client)
         first = await client.put("/api/v1/subnet/1/weights", json={"weights": {keys[0]: 1.0, keys[1]: 2.0}})

@@ -11,17 +11,18 @@ from bittensor_wallet import Wallet
 from litestar import Litestar
 from litestar.config.app import AppConfig
 from litestar.exceptions import PermissionDeniedException
-from litestar.testing import AsyncTestClient
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from app.auth.context import Principal, set_principal
+from app.auth.context import Principal
 from app.chain.lifespan import chain_lifespan
 from app.db import create_engine
 from app.errors import EXCEPTION_HANDLERS
+from app.http.context import CONTEXT_KEY, RequestContext
 from app.settings import Settings, SettingsError, load_settings
 from app.weights.controller import WeightsController, identity_for, visible_identities
 from app.weights.identities import DEV_WALLET_NAME, IdentityError, ensure_dev_wallet, load_identities
 from app.weights.runtime import weights_lifespan
+from tests.client import PylonTestClient
 from tests.weights.conftest import hotkeys, wait_job
 
 
@@ -136,13 +137,15 @@ PRINCIPALS = {
 
 
 def principal_middleware(app: ASGIApp) -> ASGIApp:
-    """Stands in for the auth guard: the test names its key in a header."""
+    """Stands in for the edge and the auth check: the test names its key in a header."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            context = RequestContext("test", scope["method"], "test")
+            scope.setdefault("state", {})[CONTEXT_KEY] = context
             name = dict(scope["headers"]).get(b"x-test-key")
             if name:
-                set_principal(scope, PRINCIPALS[name.decode()])
+                context.principal = PRINCIPALS[name.decode()]
         await app(scope, receive, send)
 
     return middleware
@@ -167,7 +170,7 @@ async def test_bound_keys_through_requests(tmp_path: Path, weights_settings: Cal
     alpha_hotkey = make_wallet(wallets, "alpha-wallet")
     make_wallet(wallets, "beta-wallet")
     settings = weights_settings(**identity_env(wallets))
-    async with AsyncTestClient(app=app_with_principals(settings)) as client:
+    async with PylonTestClient(app=app_with_principals(settings)) as client:
         keys = await hotkeys(client)
         body = {"weights": {keys[0]: 1.0}}
 

@@ -1,7 +1,8 @@
-"""The latest metagraph's fast path (app/neurons/fastpath.py) answers exactly as the full route does.
+"""The latest metagraph's hot routes (`HOT_ROUTES` in app/neurons/controller.py) answer exactly as the
+routed handlers do.
 
 Which path answered is read off the ASGI scope: Litestar's router puts the matched `route_handler` there,
-the fast path does not.
+a hot route does not.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from prometheus_client import REGISTRY
 
 from app.main import create_app
 from app.metrics import BUFFER
+from tests.client import PylonTestClient
 from tests.conftest import SettingsFactory, migrate
 from tests.keys.helpers import ADMIN, bearer, create_key
 
@@ -41,7 +43,7 @@ async def recorded(settings_factory: SettingsFactory) -> AsyncIterator[tuple[Asy
     migrate(settings)
     app = create_app(settings)
     recorder = Recorder(app)
-    async with AsyncTestClient(app=app) as client:
+    async with PylonTestClient(app=app) as client:
         # The test client calls the app it was given; route requests through the recorder instead.
         client.app = recorder  # type: ignore[assignment]
         yield client, recorder

@@ -1,9 +1,10 @@
-"""Usage: per-minute buckets of requests and tokens per key (or Epistula signer), summed in memory.
+"""The usage buffer: per-minute buckets of requests and tokens per key (or Epistula signer), summed in memory.
 
-`account()` runs once per finished request (the middleware calls it once the downstream app has sent its
-whole response; for a stream, after the last chunk). It charges the tokens to the key's rate limiter and adds
-the request to its bucket: one per (key, kind, UTC minute, method, route template, status, model), holding
-request, token and latency counters. That is a dict lookup and a few additions, no row per request.
+`KeysRuntime.account()` runs once per finished request (the edge calls it once the whole response has been
+sent; for a stream, after the last chunk). It charges the tokens to the key's rate limiter and adds the
+request to its bucket (`UsageRecorder.record`): one per (key, kind, UTC minute, method, route template,
+status, model), holding request, token and latency counters. That is a dict lookup and a few additions, no
+row per request.
 
 A background task writes the buckets every `PYLON_KEYS_USAGE_FLUSH_INTERVAL` seconds, or as soon as
 `PYLON_KEYS_USAGE_BATCH_SIZE` buckets are waiting; the lifespan writes what is left on a clean shutdown.
@@ -17,22 +18,17 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import structlog
 from advanced_alchemy.types import DateTimeUTC
-from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from prometheus_client import Counter
-from sqlalchemy import Table, bindparam, case, func, or_, select, update
+from sqlalchemy import Table, bindparam, case, or_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth.context import PRINCIPAL_KEY, USAGE_KEY, Principal, Usage
 from app.keys.models import ApiKey, UsageBucket
-
-if TYPE_CHECKING:
-    from app.keys.runtime import KeysRuntime
 
 log = structlog.get_logger(__name__)
 
@@ -46,8 +42,6 @@ USAGE_BUCKETS_DROPPED = Counter(
 USAGE_REQUESTS_DROPPED = Counter(
     "pylon_key_usage_requests_dropped_total", "Requests whose usage was lost with a dropped bucket."
 )
-RECORDED_KINDS = frozenset({"api_key", "epistula"})
-NO_ROUTE = "<unmatched>"
 
 # (key id, kind, minute as Unix time // 60, method, route, status, model or '').
 BucketKey = tuple[str, str, int, str, str, int, str]
@@ -247,101 +241,3 @@ def upsert_statement(dialect: str) -> Any:
             ),
         },
     )
-
-
-def account(
-    runtime: KeysRuntime,
-    principal: Principal,
-    usage: Usage | None,
-    method: str,
-    route: str,
-    status: int,
-    latency: float,
-) -> None:
-    """Account one finished request: charge its tokens to the key's rate limit and add it to its bucket.
-
-    `runtime` is the worker's KeysRuntime (its `limiter` and `usage`); `latency` is in seconds. Returns at
-    once for the admin and metrics tokens, whose requests are not recorded.
-    """
-    kind = principal.kind
-    if kind not in RECORDED_KINDS:
-        return
-    if usage is None:
-        model, prompt_tokens, completion_tokens = "", 0, 0
-    else:
-        model = usage.model or ""
-        prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens
-        if kind == "api_key" and (prompt_tokens or completion_tokens):
-            runtime.limiter.charge_tokens(principal.id, prompt_tokens + completion_tokens)
-    runtime.usage.record(
-        principal.id, kind, method, route, status, model, prompt_tokens, completion_tokens, latency * 1000.0
-    )
-
-
-def usage_middleware(app: ASGIApp) -> ASGIApp:
-    """Account each request by a key or signer once its response is complete (streams included)."""
-
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await app(scope, receive, send_wrapper)
-        finally:
-            # The scope's state read directly (not principal_of/usage_of): this runs for every request.
-            state = scope.get("state")
-            principal: Principal | None = state.get(PRINCIPAL_KEY) if state else None
-            if principal is not None and principal.kind in RECORDED_KINDS:
-                runtime = scope["app"].state.get("keys_runtime")
-                if runtime is not None:
-                    account(
-                        runtime,
-                        principal,
-                        state.get(USAGE_KEY),
-                        cast("HTTPScope", scope)["method"],
-                        scope.get("path_template") or NO_ROUTE,
-                        status,
-                        time.perf_counter() - started,
-                    )
-
-    return middleware
-
-
-def day_start(day: dt.date) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
-
-
-async def usage_report_rows(
-    session: AsyncSession, key_id: str, since: dt.date
-) -> list[tuple[dt.date, int, int, int, int]]:
-    """(day, requests, errors, prompt tokens, completion tokens) per day since `since`, from the buckets."""
-    errors = func.sum(case((UsageBucket.status >= 400, UsageBucket.requests), else_=0))
-    result = await session.execute(
-        select(
-            UsageBucket.day,
-            func.sum(UsageBucket.requests),
-            errors,
-            func.sum(UsageBucket.prompt_tokens),
-            func.sum(UsageBucket.completion_tokens),
-        )
-        # On minute, not day: the primary key (key_id, minute, ...) serves this filter.
-        .where(UsageBucket.key_id == key_id, UsageBucket.minute >= day_start(since))
-        .group_by(UsageBucket.day)
-        .order_by(UsageBucket.day)
-    )
-    return [(day, int(n), int(e or 0), int(p or 0), int(c or 0)) for day, n, e, p, c in result.all()]
-
-
-async def has_usage(session: AsyncSession, key_id: str) -> bool:
-    """Whether any bucket names this id (how an Epistula hotkey, which has no key row, is known)."""
-    found = await session.scalar(select(UsageBucket.key_id).where(UsageBucket.key_id == key_id).limit(1))
-    return found is not None

@@ -1,8 +1,8 @@
-"""The /v1 fast path (app/inference/fastpath.py) answers exactly as the full routes do.
+"""The /v1 hot routes (`HOT_ROUTES` in app/inference/controller.py) answer exactly as the routed ones do.
 
-A freshly minted key is not in the worker's key cache, so its first request takes the full route and
-the next ones the fast path; which one answered is read off the ASGI scope (Litestar's router puts the
-matched `route_handler` there, the fast path does not).
+A freshly minted key is not in the worker's key cache, so its first request takes the routed handler and
+the next ones the hot route; which one answered is read off the ASGI scope (Litestar's router puts the
+matched `route_handler` there, a hot route does not).
 """
 
 from __future__ import annotations

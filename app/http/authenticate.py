@@ -1,0 +1,235 @@
+"""Authentication: one check for every request, routed or hot.
+
+A route declares `opt={"scope": Scope.X}` or `opt={"open": "why"}`; a route that declares neither is
+refused, so a new route cannot ship unguarded. Credentials, in order:
+- `Authorization: Bearer <credential>` (or `X-API-Key: <credential>`): `PYLON_ADMIN_TOKEN` (every scope),
+  `PYLON_METRICS_TOKEN` on routes with `opt["metrics_token"]`, or an API key `pylon_<id>_<secret>`;
+- Epistula v2 headers, only on routes with `opt["epistula"]` (the signer gets the `inference` scope).
+No or bad credentials: 401. A valid credential without the route's scope: 403 naming it. A key whose
+requests- or tokens-per-minute budget is spent: 429 with Retry-After.
+
+`Authenticator.check` answers from memory: a `Principal`, a `Refusal`, or `Pending` when the answer needs
+I/O (a key not in this worker's cache, an Epistula signature over the body); `complete` then finishes it.
+Nothing here knows Litestar: the caller renders a Refusal (app/http/admission.py) and the hot routes
+(app/http/edge.py) hand anything but a Principal to the routed path.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+from litestar import Litestar
+
+from app.auth.context import Principal
+from app.auth.epistula import H_SIGNATURE, H_VERSION, EpistulaVerifier, HotkeyDirectory
+from app.auth.refusal import WWW_AUTHENTICATE, Refusal, Refused
+from app.auth.scopes import Scope
+from app.keys.cache import NOT_CACHED, KeyCache
+from app.keys.ratelimit import RateLimiter
+from app.keys.tokens import CachedKey, parse_key
+from app.settings import AuthSettings
+
+ALL_SCOPES = frozenset(str(scope) for scope in Scope)
+EPISTULA_SCOPES = frozenset({str(Scope.INFERENCE)})
+ADMIN = Principal(kind="admin_token", id="admin", scopes=ALL_SCOPES)
+METRICS = Principal(kind="metrics_token", id="metrics", scopes=frozenset({str(Scope.METRICS_READ)}))
+
+Headers = Iterable[tuple[bytes, bytes]]
+# A request carrying either of these (ASGI header names are lowercase) means to sign with Epistula.
+EPISTULA_MARKERS = frozenset({H_SIGNATURE.encode(), H_VERSION.encode()})
+
+
+class Requirement(msgspec.Struct, frozen=True, kw_only=True):
+    """What a route asks of its caller, read from its `opt`."""
+
+    # None: the route declared no scope and is refused.
+    scope: str | None
+    epistula: bool = False
+    metrics_token: bool = False
+
+    @classmethod
+    def of(cls, opt: Mapping[str, Any]) -> Requirement | None:
+        """The route's requirement; None for an open route."""
+        if "open" in opt:
+            return None
+        scope = opt.get("scope")
+        return cls(
+            scope=None if scope is None else str(scope),
+            epistula=bool(opt.get("epistula")),
+            metrics_token=bool(opt.get("metrics_token")),
+        )
+
+
+class Pending(msgspec.Struct, frozen=True, kw_only=True):
+    """A check that needs I/O: a key to load from the database, or a signature over the body."""
+
+    requirement: Requirement
+    key_id: str | None = None
+    secret: str = ""
+
+
+def _refusal(status: int, reason: str, detail: str, **kwargs: Any) -> Refusal:
+    return Refusal(status_code=status, detail=detail, reason=reason, **kwargs)
+
+
+def _unauthorized(reason: str, detail: str) -> Refusal:
+    return _refusal(401, reason, detail, headers=WWW_AUTHENTICATE)
+
+
+def _matches(token: str, expected: str) -> bool:
+    return bool(expected) and secrets.compare_digest(token.encode(), expected.encode())
+
+
+def _credential(headers: Headers) -> str | Refusal | None:
+    """The bearer token or `X-API-Key`; None when there is none."""
+    api_key: str | None = None
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer":
+                return _unauthorized("malformed", "the Authorization header must be 'Bearer <key>'")
+            # An empty bearer ("Bearer ", which clients send when their token variable is unset) is no
+            # credential at all: the route answers as it does to a caller who sent nothing.
+            return token.strip() or None
+        if name == b"x-api-key" and api_key is None:
+            api_key = value.decode("latin-1")
+    return api_key or None
+
+
+class Authenticator:
+    """The worker's authentication: tokens from settings, API keys from the key cache, Epistula signers."""
+
+    def __init__(
+        self,
+        settings: AuthSettings,
+        cache: KeyCache,
+        limiter: RateLimiter,
+        epistula: EpistulaVerifier,
+        directory: HotkeyDirectory,
+    ) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.limiter = limiter
+        self.epistula = epistula
+        self.directory = directory
+
+    def check(self, headers: Headers, requirement: Requirement) -> Principal | Refusal | Pending:
+        """Authenticate and authorise from memory; `Pending` when it needs `complete`."""
+        if requirement.scope is None:
+            return _refusal(403, "no_scope", "this route declares no scope and is refused")
+        if requirement.metrics_token and not self.settings.metrics_token:
+            refused = self._metrics_disabled(headers)
+            if refused is not None:
+                return refused
+        token = _credential(headers)
+        if isinstance(token, Refusal):
+            return token
+        if token is not None:
+            if _matches(token, self.settings.admin_token):
+                return self._authorize(ADMIN, requirement)
+            if requirement.metrics_token and _matches(token, self.settings.metrics_token):
+                return self._authorize(METRICS, requirement)
+            parsed = parse_key(token)
+            if parsed is None:
+                return _unauthorized(
+                    "malformed", "invalid credential: expected an API key 'pylon_<id>_<secret>'"
+                )
+            cached = self.cache.lookup(parsed[0])
+            if cached is NOT_CACHED:
+                return Pending(requirement=requirement, key_id=parsed[0], secret=parsed[1])
+            return self._admit_key(cached, parsed[0], parsed[1], requirement)  # type: ignore[arg-type]
+        if requirement.epistula and any(name in EPISTULA_MARKERS for name, _ in headers):
+            return Pending(requirement=requirement)
+        accepted = "an API key (Authorization: Bearer pylon_...)"
+        if requirement.epistula:
+            accepted += " or an Epistula v2 signature"
+        return _unauthorized("missing", f"authentication required: send {accepted}")
+
+    async def complete(
+        self, pending: Pending, headers: Headers, body: Callable[[], Awaitable[bytes]]
+    ) -> Principal | Refusal:
+        """Finish a pending check: load the key, or verify the Epistula signature over `body()`."""
+        if pending.key_id is not None:
+            cached = await self.cache.get(pending.key_id)
+            return self._admit_key(cached, pending.key_id, pending.secret, pending.requirement)
+        named = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
+        try:
+            hotkey = await self.epistula.verify(named, await body(), self.directory)
+        except Refused as refused:
+            return refused.refusal
+        principal = Principal(kind="epistula", id=hotkey, scopes=EPISTULA_SCOPES)
+        return self._authorize(principal, pending.requirement)
+
+    def _admit_key(
+        self, cached: CachedKey | None, key_id: str, secret: str, requirement: Requirement
+    ) -> Principal | Refusal:
+        if cached is None or not cached.matches(secret):
+            return _unauthorized("unknown_key", "invalid API key")
+        if cached.revoked:
+            return _unauthorized("revoked", f"API key {key_id} has been revoked")
+        if cached.expires_at is not None and cached.expires_at <= time.time():
+            return _unauthorized("expired", f"API key {key_id} has expired")
+        admitted = self._authorize(cached.principal, requirement)
+        if isinstance(admitted, Refusal) or (cached.rpm is None and cached.tpm is None):
+            return admitted
+        limited = self.limiter.acquire(cached.id, cached.rpm, cached.tpm)
+        if limited is None:
+            return admitted
+        which, retry_after = limited
+        budget = cached.rpm if which == "rpm" else cached.tpm
+        return _refusal(
+            429,
+            which,
+            f"rate limit exceeded: {budget} {'requests' if which == 'rpm' else 'tokens'} per minute",
+            headers={"Retry-After": str(retry_after)},
+            extra={"limit": which, "retry_after": retry_after},
+            principal=cached.principal,
+        )
+
+    @staticmethod
+    def _authorize(principal: Principal, requirement: Requirement) -> Principal | Refusal:
+        required = requirement.scope
+        if required is None or required not in principal.scopes:
+            return _refusal(
+                403,
+                "scope",
+                f"missing scope '{required}'",
+                extra={"missing_scope": str(required), "principal": principal.id},
+                principal=principal,
+            )
+        return principal
+
+    def _metrics_disabled(self, headers: Headers) -> Refusal | None:
+        """bittensor-pylon's contract: /metrics is closed (403) while PYLON_METRICS_TOKEN is unset; only an
+        API key (with `metrics:read`) or the admin token still opens it."""
+        token = ""
+        for name, value in headers:
+            if name == b"authorization":
+                token = value.decode("latin-1").partition(" ")[2].strip()
+                break
+            if name == b"x-api-key" and not token:
+                token = value.decode("latin-1")
+        if parse_key(token) is None and not _matches(token, self.settings.admin_token):
+            return _refusal(
+                403,
+                "metrics_disabled",
+                "metrics are disabled: set PYLON_METRICS_TOKEN, "
+                "or call with an API key that has 'metrics:read'",
+            )
+        return None
+
+
+@asynccontextmanager
+async def authentication_lifespan(app: Litestar) -> AsyncIterator[None]:
+    """Build the worker's Authenticator once the keys runtime and the hotkey directory exist."""
+    state = app.state
+    runtime = state.keys_runtime
+    state.authenticator = Authenticator(
+        state.settings.auth, runtime.cache, runtime.limiter, runtime.epistula, state.hotkey_directory
+    )
+    yield

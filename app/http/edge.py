@@ -1,0 +1,101 @@
+"""The edge: the ASGI app granian serves, wrapped around Litestar.
+
+Every HTTP request passes here first. The edge creates its request context (app/http/context.py), binds
+its request id to the log lines, tries the hot routes (app/http/hot.py) and otherwise hands the request to
+Litestar, adding `X-Request-ID` to whatever Litestar answers (404s and 405s included). When the answer
+has been sent (for a stream, its last chunk) it counts and times the request under its route template and
+records the caller's usage. This is ASGI's own extension point (an app wrapping an app); Litestar itself
+is used as it is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, cast
+
+from litestar import Litestar
+from litestar.types import HTTPScope, Message, Receive, Scope, Send
+
+from app.auth.context import Principal
+from app.http.context import CONTEXT_KEY, REQUEST_ID_HEADER, RequestContext
+from app.http.hot import HotRequest, HotRoute, HotRoutes
+from app.logging import RequestIds
+from app.metrics import UNMATCHED_PATH, count_request
+
+
+class PylonEdge:
+    """Litestar behind the edge; `state` is the Litestar app's state (features keep their runtime there)."""
+
+    def __init__(self, litestar: Litestar, hot_routes: Sequence[HotRoute] = ()) -> None:
+        self.litestar = litestar
+        self.state = litestar.state
+        self.hot_routes = HotRoutes(hot_routes)
+        self.request_ids = RequestIds()
+        self.app_name: str = litestar.state.settings.app_name
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.litestar(scope, receive, send)
+            return
+        scope = cast(HTTPScope, scope)
+        request_id = self.request_ids.of(scope)
+        method = scope["method"]
+        context = RequestContext(request_id, method, self.app_name)
+        scope_state = scope.get("state")
+        if scope_state is None:
+            scope_state = scope["state"] = {}
+        scope_state[CONTEXT_KEY] = context
+        token = RequestIds.bind(request_id)
+        started = time.perf_counter()
+        status = 500
+        try:
+            matched = self.hot_routes.match(method, scope["path"])
+            answered = None if matched is None else await self._hot(*matched, context, scope, receive, send)
+            status = answered if answered is not None else await self._routed(context, scope, receive, send)
+        finally:
+            latency = time.perf_counter() - started
+            context.leave_route()
+            count_request(method, context.template or UNMATCHED_PATH, status, self.app_name, latency)
+            if context.principal is not None:
+                self.state.keys_runtime.account(
+                    context.principal, context.usage, method, context.template or UNMATCHED_PATH, status, latency
+                )
+            RequestIds.unbind(token)
+
+    async def _hot(
+        self,
+        route: HotRoute,
+        params: dict[str, Any],
+        context: RequestContext,
+        scope: HTTPScope,
+        receive: Receive,
+        send: Send,
+    ) -> int | None:
+        admitted = self.state.authenticator.check(scope["headers"], route.requirement)
+        if type(admitted) is not Principal:
+            # Refusals, and checks that need I/O, are the routed path's to answer.
+            return None
+        context.principal = admitted
+        context.admitted_for = route.requirement
+        context.enter_route(route.template)
+        request = HotRequest(scope, receive, send, self.state, context, admitted, params)
+        status: int | None = await route.handler(request)
+        return status
+
+    async def _routed(self, context: RequestContext, scope: HTTPScope, receive: Receive, send: Send) -> int:
+        status = 500
+        header = context.request_id_header
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                # A new list: responses may share a prebuilt header list (the metagraph's) between requests.
+                headers = [h for h in message.get("headers", ()) if h[0].lower() != REQUEST_ID_HEADER]
+                headers.append(header)
+                message["headers"] = headers
+            await send(message)
+
+        await self.litestar(scope, receive, send_with_id)
+        return status
