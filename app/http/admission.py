@@ -37,7 +37,7 @@ def requirement_of(handler: BaseRouteHandler) -> Requirement | None:
     requirement = handler.opt.get(_REQUIREMENT, _NOT_READ)
     if requirement is _NOT_READ:
         requirement = handler.opt[_REQUIREMENT] = Requirement.of(handler.opt)
-    return requirement  # type: ignore[return-value]
+    return requirement
 
 
 def count_refusal(refusal: Refusal) -> None:

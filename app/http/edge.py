@@ -59,7 +59,12 @@ class PylonEdge:
             count_request(method, context.template or UNMATCHED_PATH, status, self.app_name, latency)
             if context.principal is not None:
                 self.state.keys_runtime.account(
-                    context.principal, context.usage, method, context.template or UNMATCHED_PATH, status, latency
+                    context.principal,
+                    context.usage,
+                    method,
+                    context.template or UNMATCHED_PATH,
+                    status,
+                    latency,
                 )
             RequestIds.unbind(token)
 
