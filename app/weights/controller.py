@@ -15,7 +15,7 @@ from typing import Annotated
 import structlog
 from litestar import Controller, Request, get, put
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
-from litestar.params import JSONBody, Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_422_UNPROCESSABLE_ENTITY
 
 from app.auth.context import Principal
@@ -120,7 +120,7 @@ class WeightsController(Controller):
         opt={"scope": Scope.WEIGHTS_WRITE},
     )
     async def put_weights(
-        self, request: Request, netuid: int, data: JSONBody[SetWeightsRequest]
+        self, request: Request, netuid: FromPath[int], data: JSONBody[SetWeightsRequest]
     ) -> SetWeightsResponse:
         """Schedule weights `{hotkey: weight}` on a subnet for the default identity (or the key's identity).
 
@@ -135,13 +135,17 @@ class WeightsController(Controller):
         opt={"scope": Scope.WEIGHTS_WRITE},
     )
     async def put_identity_weights(
-        self, request: Request, identity: str, netuid: int, data: JSONBody[SetWeightsRequest]
+        self,
+        request: Request,
+        identity: FromPath[str],
+        netuid: FromPath[int],
+        data: JSONBody[SetWeightsRequest],
     ) -> SetWeightsResponse:
         """Schedule weights signed by a named identity's hotkey (`PYLON_IDENTITIES`)."""
         return await _submit(request, identity, netuid, data)
 
     @get("/api/v1/weights/jobs/{job_id:int}", opt={"scope": Scope.WEIGHTS_READ})
-    async def get_job(self, request: Request, job_id: int) -> WeightsJobView:
+    async def get_job(self, request: Request, job_id: FromPath[int]) -> WeightsJobView:
         """One weights job: its status, attempts, last error, blocks, extrinsic hash and weights."""
         principal = principal_of(request)
         try:
@@ -159,10 +163,10 @@ class WeightsController(Controller):
     async def list_jobs(
         self,
         request: Request,
-        netuid: int | None = None,
-        identity: str | None = None,
-        status: JobStatus | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=MAX_LIST_LIMIT)] = 50,
+        netuid: FromQuery[int | None] = None,
+        identity: FromQuery[str | None] = None,
+        status: FromQuery[JobStatus | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIST_LIMIT)] = 50,
     ) -> WeightsJobList:
         """Weights jobs, newest first, filtered by subnet, identity and status."""
         principal = principal_of(request)
@@ -182,7 +186,9 @@ class WeightsController(Controller):
         return WeightsJobList(jobs=found)
 
     @get("/api/v1/subnet/{netuid:int}/weights/last", opt={"scope": Scope.WEIGHTS_READ})
-    async def last_weights(self, request: Request, netuid: int, identity: str | None = None) -> LastWeights:
+    async def last_weights(
+        self, request: Request, netuid: FromPath[int], identity: FromQuery[str | None] = None
+    ) -> LastWeights:
         """What the identity (default: the caller's) last set or committed here, and at which block."""
         name = identity_for(principal_of(request), identity, netuid)
         try:

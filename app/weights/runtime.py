@@ -15,7 +15,8 @@ from app.chain.lifespan import build_chain_client
 from app.chain.simulated import SimulatedChainClient
 from app.settings import DEFAULT_IDENTITY, Settings
 from app.weights.identities import Identity, load_identities
-from app.weights.service import WeightsService, WeightsWorker
+from app.weights.service import WeightsService
+from app.weights.worker import WeightsWorker
 
 log = structlog.get_logger(__name__)
 

@@ -1,4 +1,4 @@
-"""Claiming: each job is taken by exactly one worker, one per identity+netuid at a time, leases lapse.
+"""Worker claims: each job is taken by exactly one worker, one per identity+netuid at a time, leases lapse.
 
 The same scenario runs on SQLite and on PostgreSQL, with several engines standing in for several
 processes or instances.
@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.db import create_engine
 from app.settings import Settings
 from app.weights.identities import load_identities
-from app.weights.service import WeightsService, WeightsWorker, backoff, epoch_end, jobs
+from app.weights.service import WeightsService, jobs
+from app.weights.worker import WeightsWorker, backoff
 
 NETUIDS = range(1, 25)
 
@@ -150,17 +151,3 @@ async def _expire_lease(engine: AsyncEngine, job_id: int) -> None:
 
 def test_backoff_doubles_up_to_the_cap() -> None:
     assert [backoff(n, 1.0, 5.0) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
-
-
-def _blocks_until_next_epoch(netuid: int, tempo: int, block: int) -> int:
-    # subtensor's pallets/subtensor/src/coinbase/run_coinbase.rs, verbatim arithmetic.
-    return tempo - (block + netuid + 1) % (tempo + 1)
-
-
-def test_epoch_end_matches_subtensor_schedule() -> None:
-    for netuid, tempo in ((1, 10), (3, 360), (7, 99)):
-        for block in range(1000, 1400, 7):
-            end = epoch_end(block, netuid, tempo)
-            # Subtensor runs the epoch at `end` (blocks_until_next_epoch == 0) and at no block before it.
-            assert _blocks_until_next_epoch(netuid, tempo, end) == 0
-            assert all(_blocks_until_next_epoch(netuid, tempo, b) > 0 for b in range(block, end))
