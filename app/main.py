@@ -32,8 +32,8 @@ from app.metrics import (
     http_metrics_middleware_factory,
     in_progress_middleware_factory,
     metrics_endpoint,
-    metrics_lifespan,
 )
+from app.metrics_buffer import metrics_lifespan
 from app.neurons.controller import neurons_router
 from app.neurons.fastpath import latest_neurons
 from app.settings import Settings, load_settings, secret_values
