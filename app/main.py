@@ -25,7 +25,8 @@ from app.inference.controller import inference_lifespan, inference_router
 from app.keys.controller import KeyController
 from app.keys.runtime import keys_lifespan
 from app.logging import configure_logging
-from app.metrics import metrics_endpoint, metrics_lifespan
+from app.metrics import metrics_endpoint
+from app.metrics_buffer import metrics_lifespan
 from app.neurons.controller import neurons_router
 from app.settings import Settings, load_settings, secret_values
 from app.weights.controller import WeightsController

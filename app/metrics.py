@@ -8,12 +8,7 @@ samples to memory-mapped files there and `/metrics` adds up all workers' files, 
 
 from __future__ import annotations
 
-import asyncio
-import bisect
-import contextlib
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Response, get
@@ -29,6 +24,7 @@ from prometheus_client import (
 from prometheus_client import multiprocess as prometheus_multiprocess
 
 from app.auth.scopes import Scope as AuthScope
+from app.metrics_buffer import BUFFER
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 HTTP_LABELS = ("method", "path", "status_code", "app_name")
@@ -51,74 +47,6 @@ REQUESTS_IN_PROGRESS = Gauge(
 # Labelled children remembered per label values: `.labels()` costs a lock, a tuple and dict work per call.
 # The method comes from the client, so the caches stop growing at this size (later values are looked up).
 _MAX_CACHED_CHILDREN = 1024
-
-
-class MetricBuffer:
-    """Per-request increments kept as plain numbers and written to Prometheus in one go (`flush`).
-
-    In multiprocess mode every `inc()`/`observe()` takes a lock and writes an mmap'd file (about 1.5 µs);
-    the HTTP metrics cost five such writes per request. Buffered, a request costs a few dict and list
-    operations, and the values reach Prometheus once a second (`metrics_lifespan`) and before this worker
-    renders `/metrics`: a scrape may see other workers' last second a second late.
-    """
-
-    def __init__(self) -> None:
-        self._increments: dict[Any, float] = {}
-        # Histogram child -> [sum, count per bucket...] (its buckets, +Inf last).
-        self._observations: dict[Any, list[float]] = {}
-        self._gauges: dict[Any, float] = {}
-
-    def inc(self, child: Any, amount: float = 1.0) -> None:
-        self._increments[child] = self._increments.get(child, 0.0) + amount
-
-    def observe(self, child: Any, value: float) -> None:
-        entry = self._observations.get(child)
-        bounds = child._upper_bounds
-        if entry is None:
-            entry = self._observations[child] = [0.0] * (len(bounds) + 1)
-        entry[0] += value
-        # The first bucket whose bound is >= value, as Histogram.observe() picks it.
-        entry[1 + bisect.bisect_left(bounds, value)] += 1
-
-    def add_to_gauge(self, child: Any, delta: float) -> None:
-        """A gauge this worker alone moves (in-progress requests): `flush` sets it to its running total."""
-        self._gauges[child] = self._gauges.get(child, 0.0) + delta
-
-    def flush(self) -> None:
-        increments, self._increments = self._increments, {}
-        observations, self._observations = self._observations, {}
-        for child, amount in increments.items():
-            child.inc(amount)
-        for child, entry in observations.items():
-            # Histogram.observe() for many values at once: its sum and per-bucket counts (not cumulative).
-            child._sum.inc(entry[0])
-            for bucket, count in zip(child._buckets, entry[1:], strict=True):
-                if count:
-                    bucket.inc(count)
-        for child, value in self._gauges.items():
-            child.set(value)
-
-
-BUFFER = MetricBuffer()
-
-
-async def flush_every(interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        BUFFER.flush()
-
-
-@asynccontextmanager
-async def metrics_lifespan(_app: Any) -> AsyncIterator[None]:
-    """Write the buffered metrics once a second, and a last time at shutdown."""
-    task = asyncio.create_task(flush_every(1.0))
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        BUFFER.flush()
 
 
 def multiprocess_enabled() -> bool:
@@ -149,7 +77,7 @@ _http_children: dict[tuple[str, str, int, str], tuple[Any, Any]] = {}
 
 
 def count_request(method: str, template: str, status_code: int, app_name: str, seconds: float) -> None:
-    """Count and time one answered HTTP request (buffered, see MetricBuffer)."""
+    """Count and time one answered HTTP request (buffered, see app.metrics_buffer)."""
     key = (method, template, status_code, app_name)
     children = _http_children.get(key)
     if children is None:

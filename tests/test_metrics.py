@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from litestar import Litestar, get
@@ -15,7 +14,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.main import create_app
-from app.metrics import BUFFER
+from app.metrics_buffer import BUFFER
 from tests.client import PylonTestClient
 
 from .conftest import SettingsFactory, migrate
@@ -138,41 +137,3 @@ async def test_in_progress_gauge_returns_to_zero(metrics_client: AsyncTestClient
     labels = {"method": "GET", "path": "/probe/items/{item_id}", "app_name": "probe-app"}
     BUFFER.flush()
     assert REGISTRY.get_sample_value("pylon_requests_in_progress", labels) == 0.0
-
-
-def test_buffered_metrics_render_as_direct_ones() -> None:
-    """MetricBuffer writes counters, histograms and gauges exactly as calling them per event would."""
-    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-
-    from app.metrics import MetricBuffer
-
-    def build() -> tuple[CollectorRegistry, Any, Any, Any]:
-        registry = CollectorRegistry()
-        counter = Counter("c_total", "c", ("k",), registry=registry).labels("x")
-        histogram = Histogram("h_seconds", "h", ("k",), buckets=(0.01, 0.1, 1), registry=registry).labels("x")
-        gauge = Gauge("g", "g", ("k",), registry=registry).labels("x")
-        return registry, counter, histogram, gauge
-
-    values = [0.0, 0.005, 0.01, 0.0100001, 0.1, 0.5, 1.0, 3.0, 100.0]
-    direct, counter, histogram, gauge = build()
-    for value in values:
-        counter.inc(2)
-        histogram.observe(value)
-    gauge.inc(3)
-    gauge.dec(1)
-    buffered, b_counter, b_histogram, b_gauge = build()
-    buffer = MetricBuffer()
-    for value in values:
-        buffer.inc(b_counter, 2)
-        buffer.observe(b_histogram, value)
-    buffer.add_to_gauge(b_gauge, 3)
-    buffer.add_to_gauge(b_gauge, -1)
-
-    def samples(registry: CollectorRegistry) -> list[str]:
-        # Creation times differ between the two registries; every sample must not.
-        return [line for line in generate_latest(registry).decode().splitlines() if "_created" not in line]
-
-    assert samples(buffered) != samples(direct)
-    buffer.flush()
-    buffer.flush()  # a second flush adds nothing
-    assert samples(buffered) == samples(direct)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from app.auth.context import Principal, Usage
-from app.metrics import BUFFER, in_progress_gauge
+from app.metrics import in_progress_gauge
+from app.metrics_buffer import BUFFER
 
 CONTEXT_KEY = "pylon_context"
 REQUEST_ID_HEADER = b"x-request-id"

@@ -29,7 +29,7 @@ from app.inference.schemas import (
     UsageCounts,
 )
 from app.inference.upstream import UpstreamPool
-from app.metrics import BUFFER
+from app.metrics_buffer import BUFFER
 from app.settings import InferenceSettings
 
 log = structlog.get_logger(__name__)

@@ -104,7 +104,7 @@ def test_two_workers_share_one_metrics_view(live_server_factory: ServerFactory) 
         text = httpx.get(f"{server.url}/metrics", headers=METRICS_HEADERS, timeout=5).text
         return counter(text, "pylon_requests_total", path="/health", status_code="200")
 
-    # Workers write their buffered counts once a second (app.metrics.MetricBuffer): wait for that, bounded.
+    # Workers write their buffered counts once a second (app.metrics_buffer): wait for that, bounded.
     expected = float(sent + 1)  # the /health probe of start() included
     deadline = time.monotonic() + 10
     while total() != expected and time.monotonic() < deadline:

@@ -16,7 +16,7 @@ from litestar.testing import AsyncTestClient
 from prometheus_client import REGISTRY
 
 from app.main import create_app
-from app.metrics import BUFFER
+from app.metrics_buffer import BUFFER
 from tests.client import PylonTestClient
 from tests.conftest import SettingsFactory, migrate
 from tests.keys.helpers import ADMIN, bearer, create_key
