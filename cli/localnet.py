@@ -72,9 +72,9 @@ def localnet(
 ) -> None:
     """Run a local subtensor node that turbobt and bittensor connect to (ws://HOST:PORT)."""
     from app.chain.client import SubnetHyperparams
-    from app.chain.localnet.codec import MetadataMissing, Runtime
-    from app.chain.localnet.node import build_node
-    from app.chain.localnet.server import LocalnetServer
+    from app.devchain.node.codec import MetadataMissing, Runtime
+    from app.devchain.node.node import build_node
+    from app.devchain.node.server import LocalnetServer
     from app.logging import configure_logging
     from app.settings import LoggingSettings
 

@@ -64,11 +64,11 @@ def test_values_are_converted_to_their_types() -> None:
     )
     assert settings.server.port == 9000
     assert settings.db.echo is True
-    assert settings.chain.local_netuids == [1, 2, 3]
-    assert settings.chain.local_block_time == 0.5
+    assert settings.devchain.netuids == [1, 2, 3]
+    assert settings.devchain.block_time == 0.5
     assert settings.logging.level == "DEBUG"
     assert settings.app_name == "edge"
-    assert load_settings({"PYLON_LOCAL_NETUIDS": "[4, 5]"}).chain.local_netuids == [4, 5]
+    assert load_settings({"PYLON_LOCAL_NETUIDS": "[4, 5]"}).devchain.netuids == [4, 5]
 
 
 def test_defaults_need_no_environment(tmp_path: Path) -> None:

@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 import pytest
 
 from app.chain.client import SubnetHyperparams
-from app.chain.localnet.codec import MetadataMissing, Runtime, find_metadata_dir
-from app.chain.localnet.node import LocalNode, build_node
-from app.chain.localnet.server import LocalnetServer
 from app.chain.turbobt import TurbobtChainClient
+from app.devchain.node.codec import MetadataMissing, Runtime, find_metadata_dir
+from app.devchain.node.node import LocalNode, build_node
+from app.devchain.node.server import LocalnetServer
 
 T = TypeVar("T")
 BLOCK_TIME = 0.5

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from app.chain.localnet.codec import METADATA_FILE, RUNTIME_VERSION_FILE, find_metadata_dir
+from app.devchain.node.codec import METADATA_FILE, RUNTIME_VERSION_FILE, find_metadata_dir
 from cli.main import app
 from cli.post_ip import validate_ip
 

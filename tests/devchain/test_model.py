@@ -1,4 +1,6 @@
-"""The simulated subnet: determinism, subtensor's weights rules, commit-reveal, serve-axon, history."""
+"""The development chain's model: determinism, subtensor's weights rules, commit-reveal, serve-axon, history.
+
+The rules are driven through the `ChainClient` (what Pylon calls), blocks produced by hand."""
 
 from __future__ import annotations
 
@@ -10,13 +12,14 @@ from bittensor_wallet import Keypair
 from app.chain.client import (
     BlockNotFound,
     Certificate,
-    ChainUnavailable,
     ExtrinsicFailed,
     StatePruned,
     SubnetHyperparams,
     UnknownNetuid,
 )
-from app.chain.simulated import SimulatedChain, SimulatedChainClient, keypair_for
+from app.devchain.client import SimulatedChainClient
+from app.devchain.genesis import keypair_for
+from app.devchain.model import SimulatedChain
 
 ALICE = Keypair.create_from_uri("//Alice")
 
@@ -156,24 +159,3 @@ async def test_history_future_pruned_and_unknown() -> None:
     assert (await client.block(chain.head.number)).hash == chain.head.hash
     with pytest.raises(UnknownNetuid):
         await client.neurons(99)
-
-
-async def test_unreachable_switch_and_producer_task() -> None:
-    chain, client = make_client()
-    client.block_time = 0.01
-    client.start()
-    try:
-        start = chain.head.number
-        heads = client.subscribe_heads()
-        first = await asyncio.wait_for(heads.__anext__(), 5)
-        second = await asyncio.wait_for(heads.__anext__(), 5)
-        assert second.number > first.number >= start
-        client.unreachable = True
-        with pytest.raises(ChainUnavailable):
-            await client.head()
-        with pytest.raises(ChainUnavailable):
-            await asyncio.wait_for(heads.__anext__(), 5)
-        client.unreachable = False
-        assert (await client.head()).number > start
-    finally:
-        await client.close()
