@@ -51,7 +51,8 @@ def localnet(
         str | None,
         typer.Option(
             envvar="PYLON_CHAIN_METADATA_DIR",
-            help="Folder with metadata_v15.json and runtime_version.json (`pylon chain dump-metadata`).",
+            help="Folder with metadata_v15.json (or .json.gz) and runtime_version.json recorded by "
+            "`pylon chain dump-metadata` (default: the runtime shipped with Pylon).",
             show_default=False,
         ),
     ] = None,
