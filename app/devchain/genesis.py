@@ -1,6 +1,7 @@
 """The development chain's first state: every neuron's keys, stake and axon, derived from the seed.
 
-The same seed gives the same hotkeys, stakes and axons.
+The same seed gives the same hotkeys, stakes and axons. Miners' axons sit in the documentation address
+ranges (RFC 5737), so a gateway in front of the development chain never calls a real host.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from typing import Any, Literal
 from app.chain.client import U16_MAX, AxonInfo, Neuron, Stakes, SubnetHyperparams
 from app.devchain.epoch import TAO_WEIGHT, run_epoch
 from app.devchain.state import SubnetSnapshot
+
+# RFC 5737's TEST-NET-1, -2 and -3 (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24): for documentation only.
+DOCUMENTATION_NETWORKS = ("192.0.2", "198.51.100", "203.0.113")
 
 
 def keypair_for(seed: int, netuid: int, uid: int, kind: Literal["hot", "cold"] = "hot") -> Any:
@@ -41,8 +45,15 @@ def genesis_subnet(
         if validator:
             axon = AxonInfo(ip="0.0.0.0", port=0, protocol=0)  # noqa: S104 - validators rarely serve
         else:
-            octets = (rng.randint(11, 223), rng.randint(0, 255), rng.randint(0, 255), rng.randint(1, 254))
-            ip = ".".join(map(str, octets))
+            # Four draws, as when these were random public addresses, so every later draw (ports, stakes,
+            # scores) and every seed's chain stays what it was.
+            network, _, _, host = (
+                rng.randint(11, 223),
+                rng.randint(0, 255),
+                rng.randint(0, 255),
+                rng.randint(1, 254),
+            )
+            ip = f"{DOCUMENTATION_NETWORKS[network % len(DOCUMENTATION_NETWORKS)]}.{host}"
             axon = AxonInfo(ip=ip, port=rng.choice((8091, 8080, 9000, rng.randint(1024, 65535))), protocol=4)
         neurons.append(
             Neuron(
