@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.settings import (
+    DevChainSettings,
     SettingsError,
     env_names,
     load_settings,
@@ -219,3 +220,33 @@ def test_settings_are_frozen() -> None:
     settings = load_settings({})
     with pytest.raises(AttributeError):
         settings.server.port = 1  # type: ignore[misc]
+
+
+def test_dev_chain_section_reads_the_pylon_local_variables() -> None:
+    settings = load_settings(
+        {
+            "PYLON_LOCAL_BLOCK_TIME": "2",
+            "PYLON_LOCAL_NETUIDS": "2,5",
+            "PYLON_LOCAL_NEURONS": "32",
+            "PYLON_LOCAL_SEED": "9",
+            "PYLON_LOCAL_TEMPO": "99",
+            "PYLON_LOCAL_WEIGHTS_RATE_LIMIT": "4",
+            "PYLON_LOCAL_COMMIT_REVEAL": "true",
+            "PYLON_LOCAL_VALIDATORS": "5A,5B",
+            "PYLON_LOCAL_UNREACHABLE": "true",
+        }
+    )
+    assert settings.devchain == DevChainSettings(
+        block_time=2.0,
+        netuids=[2, 5],
+        neurons=32,
+        seed=9,
+        tempo=99,
+        weights_rate_limit=4,
+        commit_reveal=True,
+        validators=["5A", "5B"],
+        unreachable=True,
+    )
+    assert {f"PYLON_LOCAL_{name.upper()}" for name in DevChainSettings.__struct_fields__} <= set(env_names())
+    with pytest.raises(SettingsError, match=r"^PYLON_LOCAL_TEMPO: expected at least 1 block, got 0$"):
+        load_settings({"PYLON_LOCAL_TEMPO": "0"})
