@@ -46,20 +46,26 @@ class ChainSettings(Section, frozen=True, kw_only=True):
     # Every chain call and extrinsic is bounded by these.
     call_timeout: float = 10.0
     extrinsic_timeout: float = 60.0
-    local_block_time: float = 12.0
-    local_netuids: list[int] = msgspec.field(default_factory=lambda: [1])
-    local_neurons: int = 256
-    local_seed: int = 0
-    # Simulated subnets' tempo (blocks per epoch), weights rate limit (blocks) and commit-reveal switch.
-    local_tempo: int = 360
-    local_weights_rate_limit: int = 100
-    local_commit_reveal: bool = False
-    # ss58 hotkeys registered with a validator permit on every simulated subnet at start (dev wallet).
-    local_validators: list[str] = msgspec.field(default_factory=list)
-    # Simulated chain only: every chain call fails as if the node were down (tests of retries and restarts).
-    local_unreachable: bool = False
     # Older metagraphs kept in memory per process (LRU), besides the latest per served netuid.
     metagraph_cache_blocks: int = 64
+
+
+class DevChainSettings(Section, frozen=True, kw_only=True):
+    """The development chain behind `PYLON_NETWORK=local` (`PYLON_LOCAL_BLOCK_TIME`, ...)."""
+
+    env_prefix: ClassVar[str] = "PYLON_LOCAL_"
+    block_time: float = 12.0
+    netuids: list[int] = msgspec.field(default_factory=lambda: [1])
+    neurons: int = 256
+    seed: int = 0
+    # Simulated subnets' tempo (blocks per epoch), weights rate limit (blocks) and commit-reveal switch.
+    tempo: int = 360
+    weights_rate_limit: int = 100
+    commit_reveal: bool = False
+    # ss58 hotkeys registered with a validator permit on every simulated subnet at start (dev wallet).
+    validators: list[str] = msgspec.field(default_factory=list)
+    # Every chain call fails as if the node were down (tests of retries and restarts).
+    unreachable: bool = False
 
 
 class AuthSettings(Section, frozen=True, kw_only=True):
@@ -195,6 +201,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     db: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     chain: ChainSettings = msgspec.field(default_factory=ChainSettings)
+    devchain: DevChainSettings = msgspec.field(default_factory=DevChainSettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     keys: KeysSettings = msgspec.field(default_factory=KeysSettings)
     epistula: EpistulaSettings = msgspec.field(default_factory=EpistulaSettings)
@@ -389,12 +396,11 @@ def validate(settings: Settings) -> None:
         raise SettingsError(f"PYLON_PORT: expected a port from 1 to 65535, got {settings.server.port}")
     if settings.server.workers < 1:
         raise SettingsError(f"PYLON_WORKERS: expected at least 1, got {settings.server.workers}")
-    if settings.chain.local_block_time <= 0:
-        raise SettingsError(
-            f"PYLON_LOCAL_BLOCK_TIME: expected seconds above 0, got {settings.chain.local_block_time}"
-        )
-    if settings.chain.local_tempo < 1:
-        raise SettingsError(f"PYLON_LOCAL_TEMPO: expected at least 1 block, got {settings.chain.local_tempo}")
+    devchain = settings.devchain
+    if devchain.block_time <= 0:
+        raise SettingsError(f"PYLON_LOCAL_BLOCK_TIME: expected seconds above 0, got {devchain.block_time}")
+    if devchain.tempo < 1:
+        raise SettingsError(f"PYLON_LOCAL_TEMPO: expected at least 1 block, got {devchain.tempo}")
     if settings.chain.metagraph_cache_blocks < 0:
         raise SettingsError(
             f"PYLON_METAGRAPH_CACHE_BLOCKS: expected 0 or more, got {settings.chain.metagraph_cache_blocks}"

@@ -29,9 +29,9 @@ def _run(env_file: str | None, action: Callable[[Any], Awaitable[T]]) -> T:
     settings = cli_settings(env_file)
 
     async def main() -> T:
-        client = build_chain_client(settings.chain)
+        client = build_chain_client(settings)
         try:
-            service = NeuronsService(build_metagraph_cache(settings.chain, client), client)
+            service = NeuronsService(build_metagraph_cache(settings, client), client)
             return await action(service)
         except (UnknownNetuid, BlockNotFound) as exc:
             raise CliError(str(exc)) from exc

@@ -71,7 +71,7 @@ def dump_metadata(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the node.")] = 60.0,
 ) -> None:
     """Record a live node's runtime metadata (V15) and version, for `pylon localnet --metadata-dir`."""
-    from app.chain.localnet.codec import METADATA_FILE, RUNTIME_VERSION_FILE, Runtime
+    from app.devchain.node.codec import METADATA_FILE, RUNTIME_VERSION_FILE, Runtime
 
     url = NETWORK_ALIASES.get(network, network)
     try:

@@ -51,7 +51,8 @@ def localnet(
         str | None,
         typer.Option(
             envvar="PYLON_CHAIN_METADATA_DIR",
-            help="Folder with metadata_v15.json and runtime_version.json (`pylon chain dump-metadata`).",
+            help="Folder with metadata_v15.json (or .json.gz) and runtime_version.json recorded by "
+            "`pylon chain dump-metadata` (default: the runtime shipped with Pylon).",
             show_default=False,
         ),
     ] = None,
@@ -72,9 +73,9 @@ def localnet(
 ) -> None:
     """Run a local subtensor node that turbobt and bittensor connect to (ws://HOST:PORT)."""
     from app.chain.client import SubnetHyperparams
-    from app.chain.localnet.codec import MetadataMissing, Runtime
-    from app.chain.localnet.node import build_node
-    from app.chain.localnet.server import LocalnetServer
+    from app.devchain.node.codec import MetadataMissing, Runtime
+    from app.devchain.node.node import build_node
+    from app.devchain.node.server import LocalnetServer
     from app.logging import configure_logging
     from app.settings import LoggingSettings
 

@@ -6,13 +6,16 @@ import asyncio
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 import typer
 
 from cli.errors import CliError, err_console, handle_errors, out_console
 from cli.options import EnvFileOption, JsonOption
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 DEFAULT_WALLET_PATH = "~/.bittensor/wallets"
 
@@ -107,7 +110,7 @@ def _axon(neuron: Any) -> dict[str, Any]:
 
 async def _post(
     *,
-    chain_settings: Any,
+    settings: Settings,
     wallet: Any,
     netuid: int,
     ip: str,
@@ -121,7 +124,8 @@ async def _post(
     from app.chain.client import ChainError, ExtrinsicFailed
     from app.chain.lifespan import build_chain_client
 
-    client = build_chain_client(chain_settings)
+    client = build_chain_client(settings)
+    network = settings.chain.network
     hotkey = wallet.hotkey.ss58_address
     try:
         head = await client.head()
@@ -129,14 +133,14 @@ async def _post(
         neuron = next((n for n in neurons if n.hotkey == hotkey), None)
         if neuron is None:
             raise CliError(
-                f"hotkey {hotkey} is not registered on subnet {netuid} of {chain_settings.network}; "
+                f"hotkey {hotkey} is not registered on subnet {netuid} of {network}; "
                 "register it first (btcli subnet register)"
             )
         requested = {"ip": ip, "port": port, "protocol": protocol}
         if certificate is not None:
             requested["certificate"] = msgspec.to_builtins(certificate)
         change = AxonChange(
-            network=chain_settings.network,
+            network=network,
             netuid=netuid,
             hotkey=hotkey,
             uid=neuron.uid,
@@ -148,7 +152,7 @@ async def _post(
         )
         if not as_json:
             out_console.print(
-                f"uid {neuron.uid} hotkey {hotkey} on subnet {netuid} ({chain_settings.network}) "
+                f"uid {neuron.uid} hotkey {hotkey} on subnet {netuid} ({network}) "
                 f"at block {head.number}\n  now:       {_describe(change.before)}"
                 f"\n  to send:   {_describe(requested)}",
                 highlight=False,
@@ -230,9 +234,10 @@ def post_ip(
     settings = load_settings(env_file=env_file)
     # Logs go to stderr, so stdout carries only the result (`--json` stays parseable).
     configure_logging(settings.logging)
-    chain_settings = settings.chain
     if network:
-        chain_settings = msgspec.structs.replace(chain_settings, network=network)
+        settings = msgspec.structs.replace(
+            settings, chain=msgspec.structs.replace(settings.chain, network=network)
+        )
     ip = validate_ip(ip, allow_private)
     port = validate_port(port)
     if not 0 <= protocol <= 255:
@@ -241,7 +246,7 @@ def post_ip(
     wallet = load_hotkey_wallet(wallet_name, wallet_hotkey, wallet_path)
     change = asyncio.run(
         _post(
-            chain_settings=chain_settings,
+            settings=settings,
             wallet=wallet,
             netuid=settings.chain.netuid if netuid is None else netuid,
             ip=ip,

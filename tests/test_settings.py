@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.settings import (
+    DevChainSettings,
     SettingsError,
     env_names,
     load_settings,
@@ -64,11 +65,11 @@ def test_values_are_converted_to_their_types() -> None:
     )
     assert settings.server.port == 9000
     assert settings.db.echo is True
-    assert settings.chain.local_netuids == [1, 2, 3]
-    assert settings.chain.local_block_time == 0.5
+    assert settings.devchain.netuids == [1, 2, 3]
+    assert settings.devchain.block_time == 0.5
     assert settings.logging.level == "DEBUG"
     assert settings.app_name == "edge"
-    assert load_settings({"PYLON_LOCAL_NETUIDS": "[4, 5]"}).chain.local_netuids == [4, 5]
+    assert load_settings({"PYLON_LOCAL_NETUIDS": "[4, 5]"}).devchain.netuids == [4, 5]
 
 
 def test_defaults_need_no_environment(tmp_path: Path) -> None:
@@ -219,3 +220,33 @@ def test_settings_are_frozen() -> None:
     settings = load_settings({})
     with pytest.raises(AttributeError):
         settings.server.port = 1  # type: ignore[misc]
+
+
+def test_dev_chain_section_reads_the_pylon_local_variables() -> None:
+    settings = load_settings(
+        {
+            "PYLON_LOCAL_BLOCK_TIME": "2",
+            "PYLON_LOCAL_NETUIDS": "2,5",
+            "PYLON_LOCAL_NEURONS": "32",
+            "PYLON_LOCAL_SEED": "9",
+            "PYLON_LOCAL_TEMPO": "99",
+            "PYLON_LOCAL_WEIGHTS_RATE_LIMIT": "4",
+            "PYLON_LOCAL_COMMIT_REVEAL": "true",
+            "PYLON_LOCAL_VALIDATORS": "5A,5B",
+            "PYLON_LOCAL_UNREACHABLE": "true",
+        }
+    )
+    assert settings.devchain == DevChainSettings(
+        block_time=2.0,
+        netuids=[2, 5],
+        neurons=32,
+        seed=9,
+        tempo=99,
+        weights_rate_limit=4,
+        commit_reveal=True,
+        validators=["5A", "5B"],
+        unreachable=True,
+    )
+    assert {f"PYLON_LOCAL_{name.upper()}" for name in DevChainSettings.__struct_fields__} <= set(env_names())
+    with pytest.raises(SettingsError, match=r"^PYLON_LOCAL_TEMPO: expected at least 1 block, got 0$"):
+        load_settings({"PYLON_LOCAL_TEMPO": "0"})

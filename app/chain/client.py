@@ -1,7 +1,7 @@
 """The one interface Pylon talks to a chain through, and the data it speaks in.
 
 Two implementations: `app.chain.turbobt.TurbobtChainClient` (finney, test, archive, any ws(s):// node) and
-`app.chain.simulated.SimulatedChainClient` (`PYLON_NETWORK=local`). Everything above this module (the
+`app.devchain.client.SimulatedChainClient` (`PYLON_NETWORK=local`). Everything above this module (the
 metagraph cache, the neurons and weights features, the CLI) depends on `ChainClient` only.
 
 Units follow bittensor-pylon's wire shape: stakes and emission in TAO/alpha (floats, not rao), the
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
@@ -370,5 +370,23 @@ class ChainClient(abc.ABC):
                 yield head
             await asyncio.sleep(self.poll_interval)
 
+    # --- lifecycle
+    def start(self) -> None:  # noqa: B027 - optional hook
+        """Start background work on the running loop (the development chain's block producer).
+
+        Idempotent; the default has nothing to start.
+        """
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and stop background tasks."""
+
+    # --- development chains
+    async def register_dev_validator(
+        self, hotkey: str, netuids: Collection[int] | None = None
+    ) -> dict[int, int]:
+        """On a development chain, register `hotkey` with a validator permit on each subnet in `netuids`
+        (None: every subnet) so that a new identity's first weights land; returns {netuid: uid}.
+
+        A real chain registers nothing and returns {}: registration costs TAO and is the operator's call.
+        """
+        return {}

@@ -1,7 +1,7 @@
 """Building the chain client for the configured network, and the app's lifespan hook that owns it.
 
 The hook puts on `app.state`:
-- `chain`: the `ChainClient` (simulated for `PYLON_NETWORK=local`, turbobt otherwise);
+- `chain`: the `ChainClient` (the development chain for `PYLON_NETWORK=local`, turbobt otherwise);
 - `metagraph`: the `MetagraphCache` (`await app.state.metagraph.latest(netuid)`,
   `app.state.metagraph.lookup(netuid, hotkey)`), its watcher running;
 and registers `/ready`'s "chain" check.
@@ -18,7 +18,7 @@ from litestar import Litestar
 from app.chain.client import ChainClient
 from app.chain.metagraph import MetagraphCache, MetagraphHotkeyDirectory
 from app.health import ready_checks
-from app.settings import ChainSettings
+from app.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -26,29 +26,30 @@ log = structlog.get_logger(__name__)
 CHAIN_BLOCK_TIME = 12.0
 
 
-def build_chain_client(chain: ChainSettings) -> ChainClient:
-    """The client for `PYLON_NETWORK`: the simulated subnet for `local`, turbobt for anything else."""
-    if chain.network == "local":
-        from app.chain.simulated import SimulatedChainClient
+def build_chain_client(settings: Settings) -> ChainClient:
+    """The client for `PYLON_NETWORK`: the development chain for `local`, turbobt for anything else."""
+    if settings.chain.network == "local":
+        from app.devchain.client import SimulatedChainClient
 
-        return SimulatedChainClient.from_settings(chain)
+        return SimulatedChainClient.from_settings(settings)
     from app.chain.turbobt import TurbobtChainClient
 
-    return TurbobtChainClient.from_settings(chain)
+    return TurbobtChainClient.from_settings(settings.chain)
 
 
-def block_time(chain: ChainSettings) -> float:
-    return chain.local_block_time if chain.network == "local" else CHAIN_BLOCK_TIME
+def block_time(settings: Settings) -> float:
+    return settings.devchain.block_time if settings.chain.network == "local" else CHAIN_BLOCK_TIME
 
 
-def build_metagraph_cache(chain: ChainSettings, client: ChainClient) -> MetagraphCache:
-    netuids = {chain.netuid, *chain.local_netuids} if chain.network == "local" else {chain.netuid}
+def build_metagraph_cache(settings: Settings, client: ChainClient) -> MetagraphCache:
+    chain = settings.chain
+    netuids = {chain.netuid, *settings.devchain.netuids} if chain.network == "local" else {chain.netuid}
     return MetagraphCache(
         client,
         netuids=netuids,
         lru_size=chain.metagraph_cache_blocks,
         # Three missed blocks (at least two seconds, so a busy test machine is not "stale").
-        stale_after=max(3 * block_time(chain), 2.0),
+        stale_after=max(3 * block_time(settings), 2.0),
         call_timeout=chain.call_timeout,
     )
 
@@ -57,11 +58,9 @@ def build_metagraph_cache(chain: ChainSettings, client: ChainClient) -> Metagrap
 async def chain_lifespan(app: Litestar) -> AsyncIterator[None]:
     """Start the chain client and the metagraph watcher; stop both at shutdown."""
     settings = app.state.settings
-    client: ChainClient = app.state.get("chain") or build_chain_client(settings.chain)
-    start = getattr(client, "start", None)
-    if callable(start):
-        start()
-    cache = build_metagraph_cache(settings.chain, client)
+    client: ChainClient = app.state.get("chain") or build_chain_client(settings)
+    client.start()
+    cache = build_metagraph_cache(settings, client)
     cache.start()
     app.state.chain = client
     app.state.metagraph = cache

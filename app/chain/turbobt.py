@@ -1,6 +1,6 @@
 """The real chain: a `ChainClient` over turbobt for finney, test, archive or any ws(s):// node.
 
-turbobt's pitfalls, and what this adapter does about each (see ../shared/chain/README.md):
+turbobt's pitfalls (measured against a subtensor node), and what this adapter does about each:
 - `Bittensor` caches results by request parameters, so a call without an explicit block hash returns a
   stale "latest" forever: every read here resolves the block first and passes its hash.
 - Nothing in turbobt has a timeout on extrinsics: every call is bounded by `call_timeout`, every

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.chain.client import ChainClient
 from app.chain.lifespan import build_chain_client
-from app.chain.simulated import SimulatedChainClient
 from app.settings import DEFAULT_IDENTITY, Settings
 from app.weights.identities import Identity, load_identities
 from app.weights.service import WeightsService
@@ -28,16 +27,13 @@ class WeightsRuntime:
     owned_chain: ChainClient | None
 
 
-def register_local_validators(chain: ChainClient, identities: dict[str, Identity]) -> None:
-    """On the simulated subnet, register every identity's hotkey as a validator with a permit, so a
-    newcomer's first PUT lands. Real chains are never touched."""
-    if not isinstance(chain, SimulatedChainClient):
-        return
-    for netuid in chain.chain.netuids:
-        for identity in identities.values():
-            if identity.allows_netuid(netuid):
-                uid = chain.chain.register(netuid, identity.hotkey_ss58, validator=True)
-                log.info("local_validator_registered", identity=identity.name, netuid=netuid, uid=uid)
+async def register_local_validators(chain: ChainClient, identities: dict[str, Identity]) -> None:
+    """On a development chain, register every identity's hotkey as a validator with a permit, so a
+    newcomer's first PUT lands. Real chains register nothing."""
+    for identity in identities.values():
+        uids = await chain.register_dev_validator(identity.hotkey_ss58, identity.netuids)
+        for netuid, uid in uids.items():
+            log.info("local_validator_registered", identity=identity.name, netuid=netuid, uid=uid)
 
 
 async def start_weights(app: Litestar, engine: AsyncEngine) -> WeightsRuntime:
@@ -47,15 +43,10 @@ async def start_weights(app: Litestar, engine: AsyncEngine) -> WeightsRuntime:
     chain: ChainClient | None = app.state.get("chain")
     owned: ChainClient | None = None
     if chain is None:
-        chain = owned = build_chain_client(settings.chain)
-        start = getattr(owned, "start", None)
-        if callable(start):
-            start()
+        chain = owned = build_chain_client(settings)
+        owned.start()
         app.state.chain = chain
-    if isinstance(chain, SimulatedChainClient) and settings.chain.local_unreachable:
-        # Test and demo switch: every chain call fails as if the node were down (PYLON_LOCAL_UNREACHABLE).
-        chain.unreachable = True
-    register_local_validators(chain, identities)
+    await register_local_validators(chain, identities)
     default = identities.get(DEFAULT_IDENTITY)
     if default is not None:
         # Pylon's own wallet: certificates/self signs with it (None: those routes answer 503).

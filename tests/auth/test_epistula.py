@@ -357,14 +357,14 @@ async def test_signed_for_defaults_to_the_dev_wallet_and_signers_come_from_the_m
     dev_wallet_client: AsyncTestClient,
 ) -> None:
     from app.chain.metagraph import MetagraphHotkeyDirectory
-    from app.chain.simulated import keypair_for
+    from app.devchain.genesis import keypair_for
 
     state = dev_wallet_client.app.state
     own = state.weights.identities["default"].hotkey_ss58
     assert state.keys_runtime.epistula.own_hotkey == own
     assert isinstance(state.hotkey_directory, MetagraphHotkeyDirectory)
     settings: Settings = state.settings
-    neuron = keypair_for(settings.chain.local_seed, settings.chain.netuid, 5)
+    neuron = keypair_for(settings.devchain.seed, settings.chain.netuid, 5)
     headers = sign_request(neuron, b"{}", own)
     response = await dev_wallet_client.post("/test/signed", content=b"{}", headers=headers)
     assert response.status_code == 200, response.text

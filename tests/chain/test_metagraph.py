@@ -9,7 +9,8 @@ import pytest
 
 from app.chain.client import BlockNotFound, ChainUnavailable, Metagraph
 from app.chain.metagraph import MetagraphCache
-from app.chain.simulated import SimulatedChain, SimulatedChainClient
+from app.devchain.client import SimulatedChainClient
+from app.devchain.model import SimulatedChain
 
 
 def setup(**cache_options) -> tuple[SimulatedChainClient, MetagraphCache]:

@@ -243,3 +243,11 @@ async def test_reconnects_with_backoff_after_a_drop() -> None:
     await asyncio.sleep(0.25)
     assert (await client.head()).number == 10_000
     assert nodes.connects == 3
+
+
+async def test_a_real_chain_starts_nothing_and_registers_no_dev_validator() -> None:
+    nodes = Nodes()
+    client = make(nodes)
+    client.start()
+    assert await client.register_dev_validator(HOTKEY) == {}
+    assert nodes.connects == 0

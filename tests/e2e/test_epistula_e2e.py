@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from app.auth.epistula import sign_request
-from app.chain.simulated import keypair_for
+from app.devchain.genesis import keypair_for
 from app.settings import load_settings
 from app.weights.identities import load_identities
 from tests.conftest import PROJECT_ROOT, LiveServer
@@ -45,8 +45,8 @@ def a_validator(server: LiveServer) -> Any:
     latest = httpx.get(f"{server.url}/api/v1/subnet/1/neurons/latest", headers=ADMIN, timeout=10)
     assert latest.status_code == 200, latest.text
     permitted = {hotkey for hotkey, n in latest.json()["neurons"].items() if n["validator_permit"]}
-    for uid in range(settings.chain.local_neurons):
-        keypair = keypair_for(settings.chain.local_seed, 1, uid)
+    for uid in range(settings.devchain.neurons):
+        keypair = keypair_for(settings.devchain.seed, 1, uid)
         if keypair.ss58_address in permitted:
             return keypair
     raise AssertionError("no simulated neuron has a validator permit")

@@ -76,10 +76,10 @@ def test_sigkill_then_restart_sets_weights(live_server_factory: Callable[..., Li
     failing = live_server_factory(PYLON_LOCAL_UNREACHABLE="true", **FAST_RETRIES).start()
     # The simulated subnet is deterministic (seed 0): ask the restarted server later which hotkeys exist;
     # here any hotkey of the seed works, so read them from a chain built the same way.
-    from app.chain.simulated import SimulatedChainClient
+    from app.devchain.client import SimulatedChainClient
     from app.settings import load_settings
 
-    chain = SimulatedChainClient.from_settings(load_settings(failing.env).chain)
+    chain = SimulatedChainClient.from_settings(load_settings(failing.env))
     target = chain.chain.subnet(1).neurons[3].hotkey
     response = httpx.put(
         f"{failing.url}/api/v1/subnet/weights", json={"weights": {target: 1.0}}, headers=ADMIN, timeout=10

@@ -13,7 +13,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app.chain.client import hotkey_of
-from app.chain.simulated import SimulatedChainClient
+from app.devchain.client import SimulatedChainClient
 from app.main import create_app
 from tests.client import PylonTestClient
 from tests.conftest import SettingsFactory, migrate

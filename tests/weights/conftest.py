@@ -12,7 +12,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from app.chain.simulated import SimulatedChainClient
+from app.devchain.client import SimulatedChainClient
 from app.main import create_app
 from app.settings import Settings
 from tests.client import PylonTestClient

@@ -1,8 +1,11 @@
-"""The simulated subnet: determinism, subtensor's weights rules, commit-reveal, serve-axon, history."""
+"""The development chain's model: determinism, subtensor's weights rules, commit-reveal, serve-axon, history.
+
+The rules are driven through the `ChainClient` (what Pylon calls), blocks produced by hand."""
 
 from __future__ import annotations
 
 import asyncio
+from ipaddress import ip_address, ip_network
 
 import pytest
 from bittensor_wallet import Keypair
@@ -10,13 +13,14 @@ from bittensor_wallet import Keypair
 from app.chain.client import (
     BlockNotFound,
     Certificate,
-    ChainUnavailable,
     ExtrinsicFailed,
     StatePruned,
     SubnetHyperparams,
     UnknownNetuid,
 )
-from app.chain.simulated import SimulatedChain, SimulatedChainClient, keypair_for
+from app.devchain.client import SimulatedChainClient
+from app.devchain.genesis import keypair_for
+from app.devchain.model import SimulatedChain
 
 ALICE = Keypair.create_from_uri("//Alice")
 
@@ -48,6 +52,16 @@ def test_same_seed_same_chain_and_realistic_defaults() -> None:
     # A simulated neuron's hotkey is a real keypair, so tests can sign as it.
     assert keypair_for(7, 1, 3).ss58_address == neurons[3].hotkey
     assert first.produce_block().hash == second.produce_block().hash
+
+
+def test_miners_axons_are_documentation_addresses() -> None:
+    """No gateway in front of the development chain ever calls a real host."""
+    documentation = [ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
+    served = [n.axon_info for n in SimulatedChain(seed=3).subnet(1).neurons if n.axon_info.port]
+    assert len(served) == 256 - 64
+    assert all(any(ip_address(axon.ip) in network for network in documentation) for axon in served)
+    # All three ranges are used, so miners are not all neighbours.
+    assert {axon.ip.rsplit(".", 1)[0] for axon in served} == {"192.0.2", "198.51.100", "203.0.113"}
 
 
 async def test_set_weights_normalises_to_u16_and_updates_last_update() -> None:
@@ -156,24 +170,3 @@ async def test_history_future_pruned_and_unknown() -> None:
     assert (await client.block(chain.head.number)).hash == chain.head.hash
     with pytest.raises(UnknownNetuid):
         await client.neurons(99)
-
-
-async def test_unreachable_switch_and_producer_task() -> None:
-    chain, client = make_client()
-    client.block_time = 0.01
-    client.start()
-    try:
-        start = chain.head.number
-        heads = client.subscribe_heads()
-        first = await asyncio.wait_for(heads.__anext__(), 5)
-        second = await asyncio.wait_for(heads.__anext__(), 5)
-        assert second.number > first.number >= start
-        client.unreachable = True
-        with pytest.raises(ChainUnavailable):
-            await client.head()
-        with pytest.raises(ChainUnavailable):
-            await asyncio.wait_for(heads.__anext__(), 5)
-        client.unreachable = False
-        assert (await client.head()).number > start
-    finally:
-        await client.close()

@@ -5,18 +5,21 @@ answer recorded from a live node) into scalecodec the same way turbobt does, and
 through the types the metadata names (`scale_info::<id>`),
 so what turbobt decodes matches field for field.
 
-The metadata files are not part of Pylon: `pylon chain dump-metadata` records them from a live node, and
-`find_metadata_dir()` looks for them.
+A recorded runtime ships with Pylon (`app/devchain/runtime/`); `pylon chain dump-metadata` records another
+from a live node, and `find_metadata_dir()` says which one is used.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -25,42 +28,53 @@ from scalecodec.base import RuntimeConfigurationObject, ScaleBytes
 from scalecodec.type_registry import load_type_registry_preset
 
 METADATA_FILE = "metadata_v15.json"
+# The same answer gzip-compressed: how Pylon ships it (a recorded folder may hold either).
+METADATA_FILE_GZ = METADATA_FILE + ".gz"
 RUNTIME_VERSION_FILE = "runtime_version.json"
 METADATA_DIR_VARIABLE = "PYLON_CHAIN_METADATA_DIR"
+# The package holding the runtime shipped with Pylon.
+SHIPPED_RUNTIME = "app.devchain.runtime"
 
 
 class MetadataMissing(FileNotFoundError):
     """No recorded runtime metadata where Pylon looked; the message says how to get it."""
 
 
-def _candidate_dirs() -> list[Path]:
-    root = Path(__file__).resolve().parents[3]
-    # A checkout next to the project's shared test data (../shared/chain), or one level further up for
-    # git worktrees kept in a sub-folder.
-    return [root.parent / "shared" / "chain", root.parent.parent / "shared" / "chain"]
+def _metadata_file(folder: Traversable) -> Traversable | None:
+    for name in (METADATA_FILE, METADATA_FILE_GZ):
+        if (folder / name).is_file():
+            return folder / name
+    return None
 
 
-def find_metadata_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The folder holding `metadata_v15.json` and `runtime_version.json`.
+def find_metadata_dir(explicit: str | os.PathLike[str] | None = None) -> Traversable:
+    """The folder holding the metadata (`metadata_v15.json` or `.json.gz`) and `runtime_version.json`.
 
-    Looks at `explicit`, then `PYLON_CHAIN_METADATA_DIR`, then `../shared/chain` next to the project.
+    `explicit`, else `PYLON_CHAIN_METADATA_DIR`, else the runtime shipped with Pylon.
     """
-    candidates: list[Path]
-    if explicit:
-        candidates = [Path(explicit)]
-    elif os.environ.get(METADATA_DIR_VARIABLE):
-        candidates = [Path(os.environ[METADATA_DIR_VARIABLE])]
-    else:
-        candidates = _candidate_dirs()
-    for path in candidates:
-        if (path / METADATA_FILE).is_file() and (path / RUNTIME_VERSION_FILE).is_file():
-            return path
-    looked = ", ".join(str(p) for p in candidates)
+    chosen = explicit or os.environ.get(METADATA_DIR_VARIABLE)
+    if not chosen:
+        return resources.files(SHIPPED_RUNTIME)
+    folder = Path(chosen)
+    if _metadata_file(folder) is not None and (folder / RUNTIME_VERSION_FILE).is_file():
+        return folder
     raise MetadataMissing(
-        f"no runtime metadata ({METADATA_FILE}, {RUNTIME_VERSION_FILE}) in {looked}; record it from a live "
-        f"node with `pylon chain dump-metadata --network URL --out DIR` and pass --metadata-dir DIR "
-        f"(or set {METADATA_DIR_VARIABLE})"
+        f"no runtime metadata ({METADATA_FILE} or {METADATA_FILE_GZ}, and {RUNTIME_VERSION_FILE}) in "
+        f"{folder}; record it from a live node with `pylon chain dump-metadata --network URL --out DIR` "
+        f"and pass --metadata-dir DIR (or set {METADATA_DIR_VARIABLE}), or unset both for the runtime "
+        f"shipped with Pylon"
     )
+
+
+def read_recorded(folder: Traversable) -> tuple[Any, Any]:
+    """The two recorded answers in a folder: the metadata (a hex string) and the runtime version."""
+    metadata = _metadata_file(folder)
+    if metadata is None:
+        raise MetadataMissing(f"{folder}: no {METADATA_FILE} or {METADATA_FILE_GZ}")
+    raw = metadata.read_bytes()
+    if metadata.name.endswith(".gz"):
+        raw = gzip.decompress(raw)
+    return json.loads(raw), json.loads((folder / RUNTIME_VERSION_FILE).read_text())
 
 
 def xxh128(data: bytes) -> bytes:
@@ -124,9 +138,9 @@ class Runtime:
 
     @classmethod
     def from_dir(cls, path: str | os.PathLike[str] | None = None) -> Runtime:
+        """The runtime recorded in `path` (see `find_metadata_dir`), by default the one shipped with Pylon."""
         folder = find_metadata_dir(path)
-        answer = json.loads((folder / METADATA_FILE).read_text())
-        version = json.loads((folder / RUNTIME_VERSION_FILE).read_text())
+        answer, version = read_recorded(folder)
         if not isinstance(answer, str) or not isinstance(version, dict):
             raise MetadataMissing(
                 f"{folder}: unexpected content in {METADATA_FILE} or {RUNTIME_VERSION_FILE}"

@@ -11,8 +11,8 @@ from typing import Any
 import msgspec
 
 from app.chain.client import AxonInfo, Neuron, float_to_u16
-from app.chain.localnet.codec import Runtime, account_hex
-from app.chain.simulated import SubnetSnapshot
+from app.devchain.node.codec import Runtime, account_hex
+from app.devchain.state import SubnetSnapshot
 
 RAO = 1_000_000_000
 

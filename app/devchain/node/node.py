@@ -20,10 +20,12 @@ from typing import Any, Protocol
 import structlog
 
 from app.chain.client import BlockNotFound, SubnetHyperparams, UnknownNetuid
-from app.chain.localnet import extrinsics, runtime_api
-from app.chain.localnet.codec import Runtime, hexstr
-from app.chain.localnet.storage import BlockContext, Storage
-from app.chain.simulated import BlockRecord, CommitWeights, SimulatedChain
+from app.devchain.calls import CommitWeights
+from app.devchain.model import SimulatedChain
+from app.devchain.node import extrinsics, runtime_api
+from app.devchain.node.codec import Runtime, hexstr
+from app.devchain.node.storage import BlockContext, Storage
+from app.devchain.state import BlockRecord
 
 log = structlog.get_logger(__name__)
 

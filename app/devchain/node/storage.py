@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from app.chain.localnet.codec import Runtime, StorageItem, account_hex
-from app.chain.localnet.runtime_api import axon_value
-from app.chain.simulated import BlockRecord
+from app.devchain.node.codec import Runtime, StorageItem, account_hex
+from app.devchain.node.runtime_api import axon_value
+from app.devchain.state import BlockRecord
 
 if TYPE_CHECKING:
-    from app.chain.localnet.node import LocalNode
+    from app.devchain.node.node import LocalNode
 
 # Subtensor keys per-mechanism storage by `mecid * 4096 + netuid`.
 GLOBAL_MAX_SUBNET_COUNT = 4096

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.chain.client import Certificate
-from app.chain.localnet.codec import Runtime, blake2_256, hexstr, ss58
-from app.chain.simulated import Call, CommitWeights, ServeAxon, SetWeights
+from app.devchain.calls import Call, CommitWeights, ServeAxon, SetWeights
+from app.devchain.node.codec import Runtime, blake2_256, hexstr, ss58
 
 SIGNED_V4 = 0x84
 SR25519 = 0x01

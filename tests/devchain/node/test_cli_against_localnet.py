@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import time
+from importlib import resources
 from pathlib import Path
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
-from app.chain.localnet.codec import METADATA_FILE, RUNTIME_VERSION_FILE, find_metadata_dir
+from app.devchain.node.codec import (
+    METADATA_FILE,
+    RUNTIME_VERSION_FILE,
+    SHIPPED_RUNTIME,
+    Runtime,
+    read_recorded,
+)
 from cli.main import app
 from cli.post_ip import validate_ip
 
@@ -113,13 +120,11 @@ def test_private_ip_needs_allow_private(localnet: NodeThread, wallets: Wallets):
 def test_dump_metadata_records_what_localnet_serves(localnet: NodeThread, tmp_path: Path):
     result = runner.invoke(app, ["chain", "dump-metadata", "--network", localnet.url, "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    source = find_metadata_dir()
-    assert json.loads((tmp_path / METADATA_FILE).read_text()) == json.loads(
-        (source / METADATA_FILE).read_text()
-    )
-    assert json.loads((tmp_path / RUNTIME_VERSION_FILE).read_text()) == json.loads(
-        (source / RUNTIME_VERSION_FILE).read_text()
-    )
+    metadata, version = read_recorded(resources.files(SHIPPED_RUNTIME))
+    assert json.loads((tmp_path / METADATA_FILE).read_text()) == metadata
+    assert json.loads((tmp_path / RUNTIME_VERSION_FILE).read_text()) == version
+    # What it wrote is a folder `pylon localnet --metadata-dir` serves.
+    assert Runtime.from_dir(tmp_path).spec_version == localnet.node.runtime.spec_version
 
 
 def test_pylon_serve_reads_the_metagraph_from_localnet(

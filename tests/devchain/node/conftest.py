@@ -9,16 +9,17 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from app.chain.client import SubnetHyperparams
-from app.chain.localnet.codec import MetadataMissing, Runtime, find_metadata_dir
-from app.chain.localnet.node import LocalNode, build_node
-from app.chain.localnet.server import LocalnetServer
 from app.chain.turbobt import TurbobtChainClient
+from app.devchain.node.codec import SHIPPED_RUNTIME, Runtime, read_recorded
+from app.devchain.node.node import LocalNode, build_node
+from app.devchain.node.server import LocalnetServer
 
 T = TypeVar("T")
 BLOCK_TIME = 0.5
@@ -26,11 +27,8 @@ BLOCK_TIME = 0.5
 
 @pytest.fixture(scope="session")
 def runtime() -> Runtime:
-    try:
-        find_metadata_dir()
-    except MetadataMissing as exc:
-        pytest.skip(f"recorded subtensor metadata is absent: {exc}")
-    return Runtime.from_dir()
+    # The runtime shipped with Pylon, whatever PYLON_CHAIN_METADATA_DIR says.
+    return Runtime(*read_recorded(resources.files(SHIPPED_RUNTIME)))
 
 
 class Wallets:

@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 from aiohttp import WSMsgType, web
 
-from app.chain.localnet.node import LocalNode, RpcError
+from app.devchain.node.node import LocalNode, RpcError
 
 log = structlog.get_logger(__name__)
 

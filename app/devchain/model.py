@@ -1,0 +1,292 @@
+"""The development chain: a deterministic simulated subnet, the chain behind `PYLON_NETWORK=local`.
+
+`SimulatedChain` is a pure state machine: no asyncio, no HTTP, no clock. Blocks advance when
+`produce_block()` is called; extrinsics are queued with `submit()` and applied, in order, when the next
+block is produced, with subtensor's rules and error names (`rules.py`). Every block keeps a snapshot of the
+subnets (copy-on-write, so an unchanged subnet costs nothing), so reads at older blocks see that block's
+state until it falls out of `state_history` blocks (then `StatePruned`, as a pruning node would answer).
+`app.devchain.client` is the `ChainClient` over it; `app.devchain.node` serves it as a subtensor node.
+
+Everything derives from `seed`: the same seed gives the same hotkeys, stakes, axons and block hashes.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from app.chain.client import (
+    U16_MAX,
+    AxonInfo,
+    BlockInfo,
+    BlockNotFound,
+    ExtrinsicResult,
+    Neuron,
+    Stakes,
+    StatePruned,
+    SubnetHyperparams,
+    SubnetState,
+    UnknownNetuid,
+)
+from app.devchain import rules
+from app.devchain.calls import Call, ChainModuleError, CommitWeights, Extrinsic, digest
+from app.devchain.epoch import epoch_due, reveal_round, run_epoch
+from app.devchain.genesis import genesis_subnet
+from app.devchain.state import BlockRecord, SubnetSnapshot, replace_neuron
+
+# Receipts kept for extrinsics, oldest dropped first.
+RECEIPTS_KEPT = 10_000
+
+
+class SimulatedChain:
+    """The simulated subnet's state machine. Not thread-safe; call from one thread (the event loop)."""
+
+    def __init__(
+        self,
+        *,
+        netuids: Iterable[int] = (1,),
+        neurons: int = 256,
+        seed: int = 0,
+        start_block: int = 1000,
+        hyperparams: SubnetHyperparams | None = None,
+        validators: Iterable[str] = (),
+        state_history: int = 4096,
+    ) -> None:
+        self.seed = seed
+        self.state_history = state_history
+        self._nonce = 0
+        self.pending: list[Extrinsic] = []
+        self.receipts: dict[str, ExtrinsicResult] = {}
+        self._receipt_order: list[str] = []
+        self._blocks: OrderedDict[int, BlockRecord] = OrderedDict()
+        self._hashes: dict[str, int] = {}
+        self.genesis_number = start_block
+        params = hyperparams or SubnetHyperparams()
+        subnets = {netuid: genesis_subnet(seed, netuid, neurons, params, start_block) for netuid in netuids}
+        genesis = BlockRecord(
+            number=start_block,
+            hash=digest("block", seed, start_block),
+            parent_hash=digest("block", seed, start_block - 1),
+            subnets=subnets,
+        )
+        self._append(genesis)
+        for hotkey in validators:
+            for netuid in subnets:
+                self.register(netuid, hotkey, validator=True)
+
+    # -------------------------------------------------------------------------------------- blocks
+    def _append(self, record: BlockRecord) -> None:
+        self._blocks[record.number] = record
+        self._hashes[record.hash] = record.number
+        while len(self._blocks) > self.state_history:
+            _, old = self._blocks.popitem(last=False)
+            # The hash stays known (a pruning node keeps headers); the state is gone.
+            del old
+
+    @property
+    def head(self) -> BlockRecord:
+        return next(reversed(self._blocks.values()))
+
+    @property
+    def netuids(self) -> list[int]:
+        return sorted(self.head.subnets)
+
+    def block(self, number: int) -> BlockRecord:
+        record = self._blocks.get(number)
+        if record is not None:
+            return record
+        if number > self.head.number:
+            raise BlockNotFound(number, "is in the future")
+        if number >= self.genesis_number:
+            raise StatePruned(number)
+        raise BlockNotFound(number, "is before the simulated chain's first block")
+
+    def block_by_hash(self, block_hash: str) -> BlockRecord:
+        number = self._hashes.get(block_hash)
+        if number is None:
+            raise BlockNotFound(None, f"with hash {block_hash} not found")
+        return self.block(number)
+
+    def at(self, block: BlockInfo | int | None = None) -> BlockRecord:
+        if block is None:
+            return self.head
+        if isinstance(block, int):
+            return self.block(block)
+        record = self.block(block.number)
+        if record.hash != block.hash:
+            raise BlockNotFound(block.number, f"with hash {block.hash} not found")
+        return record
+
+    def subnet(self, netuid: int, block: BlockInfo | int | None = None) -> SubnetSnapshot:
+        snapshot = self.at(block).subnets.get(netuid)
+        if snapshot is None:
+            raise UnknownNetuid(netuid)
+        return snapshot
+
+    def produce_block(self) -> BlockRecord:
+        """Make the next block: apply queued extrinsics in order, reveal due commits, run due epochs."""
+        parent = self.head
+        number = parent.number + 1
+        subnets = dict(parent.subnets)
+        included = []
+        block_hash = digest("block", self.seed, number)
+        for extrinsic in self.pending:
+            included.append(extrinsic.hash)
+            error: str | None = None
+            try:
+                rules.apply(subnets, extrinsic, number)
+            except ChainModuleError as exc:
+                error = exc.name
+            result = ExtrinsicResult(
+                block=BlockInfo(number=number, hash=block_hash),
+                extrinsic_hash=extrinsic.hash,
+                success=error is None,
+                error_name=error,
+                reveal_round=reveal_round(subnets[extrinsic.call.netuid], number)
+                if isinstance(extrinsic.call, CommitWeights) and extrinsic.call.netuid in subnets
+                else None,
+            )
+            self._record_receipt(result)
+        self.pending = []
+        for netuid, snapshot in list(subnets.items()):
+            snapshot = rules.reveal_due(snapshot, number)
+            if epoch_due(netuid, snapshot.hyperparams.tempo, number):
+                snapshot = run_epoch(self.seed, snapshot, number)
+            subnets[netuid] = snapshot
+        record = BlockRecord(
+            number=number,
+            hash=block_hash,
+            parent_hash=parent.hash,
+            subnets=subnets,
+            extrinsics=tuple(included),
+        )
+        self._append(record)
+        return record
+
+    def _record_receipt(self, result: ExtrinsicResult) -> None:
+        self.receipts[result.extrinsic_hash] = result
+        self._receipt_order.append(result.extrinsic_hash)
+        if len(self._receipt_order) > RECEIPTS_KEPT:
+            self.receipts.pop(self._receipt_order.pop(0), None)
+
+    # ---------------------------------------------------------------------------------- extrinsics
+    def submit(self, signer: str, call: Call) -> str:
+        """Queue an extrinsic for the next block; returns its hash (look for it in `receipts`)."""
+        self._nonce += 1
+        extrinsic_hash = digest("xt", self.seed, signer, self._nonce, self.head.number)
+        self.pending.append(
+            Extrinsic(signer=signer, call=call, hash=extrinsic_hash, submitted_at=self.head.number)
+        )
+        return extrinsic_hash
+
+    # ------------------------------------------------------------------------------- direct changes
+    def _update_head(self, netuid: int, snapshot: SubnetSnapshot) -> None:
+        # Genesis-time and operator changes (register, permits, hyperparams) rewrite the head's snapshot:
+        # they model sudo/registration calls without making the caller wait for a block.
+        head = self.head
+        subnets = dict(head.subnets)
+        subnets[netuid] = snapshot
+        self._blocks[head.number] = msgspec.structs.replace(head, subnets=subnets)
+
+    def register(
+        self,
+        netuid: int,
+        hotkey: str,
+        coldkey: str | None = None,
+        *,
+        validator: bool = False,
+        stake: float | None = None,
+    ) -> int:
+        """Register a hotkey in place of the lowest-staked non-validator; return its uid.
+
+        With `validator=True` the neuron gets a validator permit and a validator-sized stake.
+        Registering an already registered hotkey only applies `validator`/`stake`.
+        """
+        snapshot = self.subnet(netuid)
+        uid = snapshot.uid_of(hotkey)
+        if uid is None:
+            candidates = [n for n in snapshot.neurons if not n.validator_permit] or list(snapshot.neurons)
+            uid = min(candidates, key=lambda n: (n.stakes.total, -n.uid)).uid
+            neuron = Neuron(
+                uid=uid,
+                coldkey=coldkey or hotkey,
+                hotkey=hotkey,
+                active=True,
+                axon_info=AxonInfo(ip="0.0.0.0", port=0, protocol=0),  # noqa: S104
+                stake=0.0,
+                rank=0.0,
+                emission=0.0,
+                incentive=0.0,
+                consensus=0.0,
+                trust=0.0,
+                validator_trust=0.0,
+                dividends=0.0,
+                # Zero so that a fresh registrant may set weights at once.
+                last_update=0,
+                validator_permit=False,
+                pruning_score=U16_MAX,
+                stakes=Stakes(alpha=0.0, tao=0.0, total=0.0),
+            )
+            neurons = list(snapshot.neurons)
+            neurons[uid] = neuron
+            weights = {k: v for k, v in snapshot.weights.items() if k != uid}
+            certificates = {
+                k: v for k, v in snapshot.certificates.items() if k != snapshot.neurons[uid].hotkey
+            }
+            snapshot = msgspec.structs.replace(
+                snapshot, neurons=tuple(neurons), weights=weights, certificates=certificates
+            )
+        if stake is None and validator:
+            stake = max(max(n.stakes.alpha for n in snapshot.neurons), 100_000.0)
+        changes: dict[str, Any] = {}
+        if stake is not None:
+            changes["stake"] = stake
+            changes["stakes"] = Stakes(alpha=stake, tao=0.0, total=stake)
+        if validator:
+            changes["validator_permit"] = True
+        if changes:
+            snapshot = replace_neuron(snapshot, uid, **changes)
+        self._update_head(netuid, snapshot)
+        return uid
+
+    def set_validator_permit(self, netuid: int, hotkey: str, permit: bool = True) -> None:
+        snapshot = self.subnet(netuid)
+        uid = snapshot.uid_of(hotkey)
+        if uid is None:
+            raise ChainModuleError("HotKeyNotRegisteredInSubNet", hotkey)
+        self._update_head(netuid, replace_neuron(snapshot, uid, validator_permit=permit))
+
+    def set_hyperparams(self, netuid: int, **changes: Any) -> SubnetHyperparams:
+        """Change hyperparameters at the head (simulated sudo), e.g. `commit_reveal_weights_enabled=True`."""
+        snapshot = self.subnet(netuid)
+        params = msgspec.structs.replace(snapshot.hyperparams, **changes)
+        self._update_head(netuid, msgspec.structs.replace(snapshot, hyperparams=params))
+        return params
+
+    def add_subnet(
+        self, netuid: int, neurons: int = 256, hyperparams: SubnetHyperparams | None = None
+    ) -> None:
+        if netuid in self.head.subnets:
+            raise ChainModuleError("SubnetExists", f"netuid {netuid}")
+        self._update_head(
+            netuid,
+            genesis_subnet(self.seed, netuid, neurons, hyperparams or SubnetHyperparams(), self.head.number),
+        )
+
+    # ---------------------------------------------------------------------------------------- reads
+    def subnet_state(self, netuid: int, block: BlockInfo | int | None = None) -> SubnetState:
+        snapshot = self.subnet(netuid, block)
+        neurons = snapshot.neurons
+        return SubnetState(
+            netuid=netuid,
+            hotkeys=[n.hotkey for n in neurons],
+            coldkeys=[n.coldkey for n in neurons],
+            active=[n.active for n in neurons],
+            validator_permit=[n.validator_permit for n in neurons],
+            alpha_stake=[n.stakes.alpha for n in neurons],
+            tao_stake=[n.stakes.tao for n in neurons],
+            total_stake=[n.stakes.total for n in neurons],
+        )
