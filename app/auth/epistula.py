@@ -104,10 +104,6 @@ def sign_request(
     }
 
 
-def has_epistula_headers(headers: Mapping[str, str]) -> bool:
-    return H_SIGNATURE in headers or H_VERSION in headers
-
-
 class ReplayGuard:
     """Remembers accepted `(signed_by, uuid)` pairs for `ttl` seconds, at most `capacity` at once.
 

@@ -84,7 +84,7 @@ class PylonEdge:
         context.principal = admitted
         context.admitted_for = route.requirement
         context.enter_route(route.template)
-        request = HotRequest(scope, receive, send, self.state, context, admitted, params)
+        request = HotRequest(scope, receive, send, self.state, context, params)
         status: int | None = await route.handler(request)
         return status
 

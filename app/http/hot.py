@@ -20,18 +20,18 @@ from typing import Any
 
 from litestar.types import HTTPScope, Receive, Send
 
-from app.auth.context import Principal
 from app.http.authenticate import Requirement
 from app.http.context import RequestContext
 
-# The path segment types a hot route may declare, as Litestar's `{name:type}` spells them.
+# Longest `{name:int}` segment a hot route takes (u64 has 20 digits); longer ones go to the router.
 INT_MAX_DIGITS = 20
 
 
 class HotRequest:
-    """What a hot handler gets: the ASGI triple, the app's state, the path parameters and the caller."""
+    """What a hot handler gets: the ASGI triple, the app's state, the request context (its caller is
+    `context.principal`) and the path parameters."""
 
-    __slots__ = ("context", "params", "principal", "receive", "scope", "send", "state")
+    __slots__ = ("context", "params", "receive", "scope", "send", "state")
 
     def __init__(
         self,
@@ -40,13 +40,11 @@ class HotRequest:
         send: Send,
         state: Any,
         context: RequestContext,
-        principal: Principal,
         params: dict[str, Any],
     ) -> None:
         self.scope, self.receive, self.send = scope, receive, send
         self.state = state
         self.context = context
-        self.principal = principal
         self.params = params
 
 
@@ -113,11 +111,6 @@ class HotRoutes:
             self._static[(route.method, route.template)] = route
         else:
             self._templated.setdefault((route.method, len(route.segments)), []).append(route)
-
-    def __iter__(self) -> Any:
-        yield from self._static.values()
-        for routes in self._templated.values():
-            yield from routes
 
     def match(self, method: str, path: str) -> tuple[HotRoute, dict[str, Any]] | None:
         route = self._static.get((method, path))

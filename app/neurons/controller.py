@@ -80,12 +80,9 @@ async def serve_latest(request: HotRequest) -> int | None:
     """The hot route: served from a warm cache, else left to the routed handler (which waits for it)."""
     state = request.state
     netuid = request.params.get("netuid", state.settings.chain.netuid)
-    cache: MetagraphCache = state.metagraph
-    cached = cache.peek(netuid)
-    if cached is None:
+    if state.metagraph.peek(netuid) is None:
         return None
-    cache.count_hit()
-    answer = metagraph_answer(cached, request.scope["headers"], stale_age(cache))
+    answer = await latest_answer(state, netuid, request.scope["headers"])
     return await answer.respond(request.receive, request.send, (request.context.request_id_header,))
 
 
