@@ -20,7 +20,7 @@ import abc
 import asyncio
 from collections.abc import AsyncIterator, Collection, Mapping
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -149,6 +149,58 @@ class CertificateKeypair(msgspec.Struct, frozen=True, kw_only=True):
     private_key: str
 
 
+class Commitment(msgspec.Struct, frozen=True, kw_only=True):
+    """A hotkey's commitment on a subnet (the Commitments pallet's `CommitmentOf`): raw bytes, or a
+    timelock-encrypted payload that the chain reveals at `reveal_round` (drand)."""
+
+    hotkey: str
+    # The block the commitment was set in.
+    block: int
+    data: bytes
+    kind: Literal["hex_data", "timelock_encrypted"] = "hex_data"
+    reveal_round: int | None = None
+
+
+class RevealedCommitment(msgspec.Struct, frozen=True, kw_only=True):
+    """A timelocked commitment the chain has revealed (`RevealedCommitments`)."""
+
+    hotkey: str
+    reveal_block: int
+    data: str
+
+
+class ExtrinsicCallArg(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    type: str
+    value: Any
+
+
+class ExtrinsicCall(msgspec.Struct, frozen=True, kw_only=True):
+    call_module: str
+    call_function: str
+    call_args: list[ExtrinsicCallArg]
+
+
+class BlockExtrinsic(msgspec.Struct, frozen=True, kw_only=True):
+    """One extrinsic of a block, decoded (bittensor-pylon's `Extrinsic` shape)."""
+
+    block_number: int
+    extrinsic_index: int
+    extrinsic_hash: str
+    extrinsic_length: int
+    # The signer's ss58 address; None for inherents (timestamp.set).
+    address: str | None
+    call: ExtrinsicCall
+
+
+class EvmAssociation(msgspec.Struct, frozen=True, kw_only=True):
+    """A hotkey's associated EVM address (subtensor's `AssociatedEvmAddress`)."""
+
+    hotkey: str
+    evm_address: str
+    last_block_where_ownership_was_proven: int
+
+
 class ExtrinsicResult(msgspec.Struct, frozen=True, kw_only=True):
     """Where an extrinsic landed and how it went."""
 
@@ -200,6 +252,10 @@ class UnknownNetuid(ChainError):
     def __init__(self, netuid: int) -> None:
         self.netuid = netuid
         super().__init__(f"subnet {netuid} does not exist")
+
+
+class NotSupported(ChainError):
+    """This chain client cannot answer this (said plainly rather than answered with a default)."""
 
 
 class ExtrinsicFailed(ChainError):
@@ -294,6 +350,42 @@ class ChainClient(abc.ABC):
         """One hotkey's certificate, or None."""
         return (await self.certificates(netuid, block)).get(hotkey)
 
+    async def block_timestamp(self, block: BlockInfo | None = None) -> int:
+        """The block's timestamp (`Timestamp.Now`), in unix seconds."""
+        raise NotSupported("block timestamps")
+
+    async def extrinsic(self, block: BlockInfo, index: int) -> BlockExtrinsic | None:
+        """The block's extrinsic at `index`, decoded; None past the block's last extrinsic."""
+        raise NotSupported("extrinsics")
+
+    async def commitments(self, netuid: int, block: BlockInfo | None = None) -> dict[str, Commitment]:
+        """Every commitment on the subnet at the block, keyed by hotkey."""
+        raise NotSupported("commitments")
+
+    async def commitment(self, netuid: int, hotkey: str, block: BlockInfo | None = None) -> Commitment | None:
+        """One hotkey's commitment, or None."""
+        return (await self.commitments(netuid, block)).get(hotkey)
+
+    async def revealed_commitments(
+        self, netuid: int, block: BlockInfo | None = None
+    ) -> dict[str, list[RevealedCommitment]]:
+        """Timelocked commitments the chain has revealed, keyed by hotkey."""
+        raise NotSupported("revealed commitments")
+
+    async def alpha_prices(self, block: BlockInfo | None = None) -> dict[int, int]:
+        """Every subnet's alpha price at the block, in rao of TAO per alpha, keyed by netuid."""
+        raise NotSupported("alpha prices")
+
+    async def evm_associations(
+        self, netuid: int, block: BlockInfo | None = None
+    ) -> dict[str, EvmAssociation]:
+        """EVM addresses associated with the subnet's hotkeys, keyed by hotkey."""
+        raise NotSupported("EVM associations")
+
+    async def drand_last_stored_round(self, block: BlockInfo | None = None) -> int:
+        """The last drand round the chain has stored (the Drand pallet's `LastStoredRound`)."""
+        raise NotSupported("drand rounds")
+
     @abc.abstractmethod
     async def weights(self, netuid: int, block: BlockInfo | None = None) -> dict[int, dict[int, int]]:
         """Weights on chain: validator uid -> {uid: u16 weight (max-upscaled)}."""
@@ -322,6 +414,17 @@ class ChainClient(abc.ABC):
         version_key: int = DEFAULT_VERSION_KEY,
     ) -> ExtrinsicResult:
         """Commit weights for a later (timelocked) reveal; the result carries the reveal round."""
+
+    async def set_commitment(self, signer: Signer, netuid: int, data: bytes) -> ExtrinsicResult:
+        """Commit raw bytes for the signer's hotkey (`Commitments.set_commitment`, one `Raw<n>` field)."""
+        raise NotSupported("setting commitments")
+
+    async def set_timelocked_commitment(
+        self, signer: Signer, netuid: int, data: str, blocks_until_reveal: int
+    ) -> ExtrinsicResult:
+        """Commit `data` timelock-encrypted to a drand round about `blocks_until_reveal` blocks ahead;
+        the result carries the reveal round."""
+        raise NotSupported("timelocked commitments")
 
     @abc.abstractmethod
     async def serve_axon(
