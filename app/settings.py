@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 import msgspec
 
 ENV_FILE_VARIABLE = "PYLON_ENV_FILE"
-SECRET_FIELDS = frozenset({"admin_token", "metrics_token", "url", "api_key"})
+SECRET_FIELDS = frozenset({"admin_token", "metrics_token", "open_access_token", "token", "url", "api_key"})
 
 
 class SettingsError(ValueError):
@@ -72,6 +72,8 @@ class AuthSettings(Section, frozen=True, kw_only=True):
     admin_token: str = ""
     # /metrics answers 403 while this is empty.
     metrics_token: str = ""
+    # bittensor-pylon's open-access token: it reads neurons and the chain (scope `neurons:read`).
+    open_access_token: str = ""
 
 
 class KeysSettings(Section, frozen=True, kw_only=True):
@@ -136,6 +138,8 @@ class IdentitySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     wallet_path: str = ""
     # Subnets this identity may set weights on; None means any.
     netuids: list[int] | None = None
+    # bittensor-pylon's identity token: it acts as this identity (`PYLON_ID_<NAME>_TOKEN`). Empty: none.
+    token: str = ""
 
 
 class WeightsSettings(Section, frozen=True, kw_only=True):
@@ -159,6 +163,8 @@ class ServerSettings(Section, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    # Longest X-Pylon-Timeout honoured, in seconds; larger values are capped to it.
+    max_request_timeout: float = 300.0
 
 
 class BackendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -308,7 +314,9 @@ def _section_values(section_type: type[Section], environ: Mapping[str, str]) -> 
 def env_names() -> list[str]:
     """Every variable Pylon reads, for documentation and `pylon config show`."""
     names = [f"{TOP_LEVEL_PREFIX}{f.name.upper()}" for f in _top_level_scalars()]
-    names += ["PYLON_IDENTITIES"] + [f"PYLON_IDENTITY_<NAME>_{f.upper()}" for f in IDENTITY_FIELDS]
+    names += ["PYLON_IDENTITIES"] + [
+        f"PYLON_IDENTITY_<NAME>_{f.upper()}" for f in (*IDENTITY_FIELDS, "token")
+    ]
     for field in _sections():
         section_type = field.type
         names += [f"{section_type.env_prefix}{f.name.upper()}" for f in msgspec.structs.fields(section_type)]
@@ -328,30 +336,79 @@ def _top_level_scalars() -> list[msgspec.structs.FieldInfo]:
     return [f for f in msgspec.structs.fields(Settings) if f.name not in section_names]
 
 
+# bittensor-pylon's names for identity fields (`PYLON_ID_<NAME>_*`), read when Pylon's own are absent.
+PEER_IDENTITY_FIELDS = {"wallet_name": "WALLET_NAME", "wallet_hotkey": "HOTKEY_NAME", "netuids": "NETUID"}
+# bittensor-pylon's names for Pylon variables, so a validator's existing env file works unchanged.
+PEER_ALIASES = {
+    "PYLON_BITTENSOR_NETWORK": "PYLON_NETWORK",
+    "PYLON_BITTENSOR_ARCHIVE_NETWORK": "PYLON_ARCHIVE_NETWORK",
+    "PYLON_BITTENSOR_ARCHIVE_BLOCKS_CUTOFF": "PYLON_ARCHIVE_BLOCKS_CUTOFF",
+    "PYLON_BITTENSOR_WALLET_PATH": "PYLON_WALLET_PATH",
+}
+_IDENTITY_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _identity_names(raw: str) -> list[str]:
+    """`alpha,beta` (Pylon) or `["alpha", "beta"]` (bittensor-pylon's JSON list)."""
+    if raw.strip().startswith("["):
+        try:
+            names = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"PYLON_IDENTITIES: not valid JSON ({exc.msg}): {raw!r}") from exc
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise SettingsError(f"PYLON_IDENTITIES: expected a list of names, got {raw!r}")
+        return [name.strip() for name in names if name.strip()]
+    return [name.strip() for name in raw.split(",") if name.strip()]
+
+
+def _identity_value(environ: Mapping[str, str], name: str, field_name: str) -> tuple[str, str] | None:
+    """(variable, value) of an identity field: `PYLON_IDENTITY_<NAME>_<FIELD>`, else bittensor-pylon's
+    `PYLON_ID_<NAME>_<FIELD>`; None when neither is set."""
+    upper = name.upper().replace("-", "_")
+    candidates = [f"PYLON_IDENTITY_{upper}_{field_name.upper()}"]
+    candidates.append(f"PYLON_ID_{upper}_{PEER_IDENTITY_FIELDS.get(field_name, field_name.upper())}")
+    for env_name in candidates:
+        if environ.get(env_name, "").strip():
+            return env_name, environ[env_name]
+    return None
+
+
 def _identities(environ: Mapping[str, str]) -> tuple[IdentitySettings, ...]:
-    """`PYLON_IDENTITIES=alpha,beta` names identities; `PYLON_IDENTITY_ALPHA_WALLET_NAME`... describe them."""
-    raw = environ.get("PYLON_IDENTITIES", "")
-    names = [name.strip() for name in raw.split(",") if name.strip()]
+    """`PYLON_IDENTITIES=alpha,beta` names identities; `PYLON_IDENTITY_ALPHA_WALLET_NAME`... describe them.
+
+    bittensor-pylon's form works too: `PYLON_IDENTITIES=["sn1"]` with `PYLON_ID_SN1_WALLET_NAME`,
+    `_HOTKEY_NAME`, `_NETUID` and `_TOKEN` (its wallets in `PYLON_BITTENSOR_WALLET_PATH`).
+    """
+    names = _identity_names(environ.get("PYLON_IDENTITIES", ""))
+    seen: set[str] = set()
     identities = []
     for name in names:
-        if not name.replace("_", "").isalnum() or not name.isascii() or name != name.lower():
-            raise SettingsError(f"PYLON_IDENTITIES: {name!r} is not a lowercase name of letters, digits, _")
+        if not name.isascii() or not _IDENTITY_NAME.fullmatch(name):
+            raise SettingsError(f"PYLON_IDENTITIES: {name!r} is not a name of letters, digits, _ and -")
         if name == DEFAULT_IDENTITY:
             raise SettingsError(f"PYLON_IDENTITIES: {name!r} is reserved for the PYLON_WALLET_* identity")
-        if names.count(name) > 1:
+        key = name.upper().replace("-", "_")
+        if key in seen:
             raise SettingsError(f"PYLON_IDENTITIES: {name!r} is listed twice")
-        prefix = f"PYLON_IDENTITY_{name.upper()}_"
+        seen.add(key)
         values: dict[str, Any] = {"name": name}
         # An empty NETUIDS keeps the default (any netuid), so the optional list parses as a plain list.
-        types: dict[str, Any] = {"wallet_name": str, "wallet_hotkey": str, "wallet_path": str}
+        types: dict[str, Any] = {"wallet_name": str, "wallet_hotkey": str, "wallet_path": str, "token": str}
         types["netuids"] = list[int]
-        for field_name in IDENTITY_FIELDS:
-            env_name = prefix + field_name.upper()
-            if env_name in environ and environ[env_name].strip():
-                values[field_name] = _field_value(env_name, environ[env_name], types[field_name])
+        for field_name in (*IDENTITY_FIELDS, "token"):
+            found = _identity_value(environ, name, field_name)
+            if found is not None:
+                values[field_name] = _field_value(found[0], found[1], types[field_name])
+        if "wallet_path" not in values and environ.get("PYLON_BITTENSOR_WALLET_PATH", "").strip():
+            values["wallet_path"] = environ["PYLON_BITTENSOR_WALLET_PATH"].strip()
         if "wallet_name" not in values:
-            raise SettingsError(f"{prefix}WALLET_NAME: required for identity {name!r} (PYLON_IDENTITIES)")
+            raise SettingsError(
+                f"PYLON_IDENTITY_{key}_WALLET_NAME: required for identity {name!r} (PYLON_IDENTITIES)"
+            )
         identities.append(IdentitySettings(**values))
+    tokens = [identity.token for identity in identities if identity.token]
+    if len(tokens) != len(set(tokens)):
+        raise SettingsError("PYLON_ID_<NAME>_TOKEN: two identities share a token; each needs its own")
     return tuple(identities)
 
 
@@ -366,6 +423,9 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None
     if env_file:
         merged.update(parse_env_file(env_file))
     merged.update(env)
+    for peer_name, name in PEER_ALIASES.items():
+        if peer_name in merged and name not in merged:
+            merged[name] = merged[peer_name]
 
     kwargs: dict[str, Any] = {}
     for field in _top_level_scalars():

@@ -7,11 +7,14 @@ from typing import Literal
 
 import msgspec
 
-PrincipalKind = Literal["api_key", "admin_token", "metrics_token", "epistula"]
+PrincipalKind = Literal[
+    "api_key", "admin_token", "metrics_token", "epistula", "open_access", "identity_token"
+]
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
-    """Who is calling: an API key, the admin or metrics token, or a validator signing with Epistula."""
+    """Who is calling: an API key, the admin or metrics token, a validator signing with Epistula, or one of
+    bittensor-pylon's tokens (open access, an identity's)."""
 
     kind: PrincipalKind
     # The key's public id, "admin", "metrics", or the signer's ss58 hotkey.

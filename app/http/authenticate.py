@@ -3,7 +3,9 @@
 A route declares `opt={"scope": Scope.X}` or `opt={"open": "why"}`; a route that declares neither is
 refused, so a new route cannot ship unguarded. Credentials, in order:
 - `Authorization: Bearer <credential>` (or `X-API-Key: <credential>`): `PYLON_ADMIN_TOKEN` (every scope),
-  `PYLON_METRICS_TOKEN` on routes with `opt["metrics_token"]`, or an API key `pylon_<id>_<secret>`;
+  `PYLON_METRICS_TOKEN` on routes with `opt["metrics_token"]`, an API key `pylon_<id>_<secret>`, or
+  bittensor-pylon's tokens: `PYLON_OPEN_ACCESS_TOKEN` (`neurons:read`) and an identity's
+  `PYLON_ID_<NAME>_TOKEN` (that identity, as a key bound to it);
 - Epistula v2 headers, only on routes with `opt["epistula"]` (the signer gets the `inference` scope).
 No or bad credentials: 401. A valid credential without the route's scope: 403 naming it. A key whose
 requests- or tokens-per-minute budget is spent: 429 with Retry-After.
@@ -32,12 +34,14 @@ from app.auth.scopes import Scope
 from app.keys.cache import NOT_CACHED, KeyCache
 from app.keys.ratelimit import RateLimiter
 from app.keys.tokens import CachedKey, parse_key
-from app.settings import AuthSettings
+from app.settings import AuthSettings, IdentitySettings
 
 ALL_SCOPES = frozenset(str(scope) for scope in Scope)
 EPISTULA_SCOPES = frozenset({str(Scope.INFERENCE)})
 ADMIN = Principal(kind="admin_token", id="admin", scopes=ALL_SCOPES)
 METRICS = Principal(kind="metrics_token", id="metrics", scopes=frozenset({str(Scope.METRICS_READ)}))
+OPEN_ACCESS = Principal(kind="open_access", id="open_access", scopes=frozenset({str(Scope.NEURONS_READ)}))
+IDENTITY_SCOPES = frozenset(str(s) for s in (Scope.NEURONS_READ, Scope.WEIGHTS_WRITE, Scope.WEIGHTS_READ))
 
 Headers = Iterable[tuple[bytes, bytes]]
 # A request carrying either of these (ASGI header names are lowercase) means to sign with Epistula.
@@ -111,12 +115,28 @@ class Authenticator:
         limiter: RateLimiter,
         epistula: EpistulaVerifier,
         directory: HotkeyDirectory,
+        identities: Iterable[IdentitySettings] = (),
     ) -> None:
         self.settings = settings
         self.cache = cache
         self.limiter = limiter
         self.epistula = epistula
         self.directory = directory
+        # bittensor-pylon's identity tokens: each acts as its identity, like an API key bound to it.
+        self.identity_tokens = [
+            (
+                identity.token,
+                Principal(
+                    kind="identity_token",
+                    id=identity.name,
+                    scopes=IDENTITY_SCOPES,
+                    identity=identity.name,
+                    netuids=None if identity.netuids is None else frozenset(identity.netuids),
+                ),
+            )
+            for identity in identities
+            if identity.token
+        ]
 
     def check(self, headers: Headers, requirement: Requirement) -> Principal | Refusal | Pending:
         """Authenticate and authorise from memory; `Pending` when it needs `complete`."""
@@ -136,6 +156,9 @@ class Authenticator:
                 return self._authorize(METRICS, requirement)
             parsed = parse_key(token)
             if parsed is None:
+                peer = self._peer_token(token)
+                if peer is not None:
+                    return self._authorize(peer, requirement)
                 return _unauthorized(
                     "malformed", "invalid credential: expected an API key 'pylon_<id>_<secret>'"
                 )
@@ -164,6 +187,14 @@ class Authenticator:
             return refused.refusal
         principal = Principal(kind="epistula", id=hotkey, scopes=EPISTULA_SCOPES)
         return self._authorize(principal, pending.requirement)
+
+    def _peer_token(self, token: str) -> Principal | None:
+        """The principal of a bittensor-pylon token; every configured token is compared (constant time)."""
+        found = OPEN_ACCESS if _matches(token, self.settings.open_access_token) else None
+        for expected, principal in self.identity_tokens:
+            if _matches(token, expected):
+                found = principal
+        return found
 
     def _admit_key(
         self, cached: CachedKey | None, key_id: str, secret: str, requirement: Requirement
@@ -230,6 +261,11 @@ async def authentication_lifespan(app: Litestar) -> AsyncIterator[None]:
     state = app.state
     runtime = state.keys_runtime
     state.authenticator = Authenticator(
-        state.settings.auth, runtime.cache, runtime.limiter, runtime.epistula, state.hotkey_directory
+        state.settings.auth,
+        runtime.cache,
+        runtime.limiter,
+        runtime.epistula,
+        state.hotkey_directory,
+        state.settings.identities,
     )
     yield

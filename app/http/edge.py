@@ -1,11 +1,11 @@
 """The edge: the ASGI app granian serves, wrapped around Litestar.
 
 Every HTTP request passes here first. The edge creates its request context (app/http/context.py), binds
-its request id to the log lines, tries the hot routes (app/http/hot.py) and otherwise hands the request to
-Litestar, adding `X-Request-ID` to whatever Litestar answers (404s and 405s included). When the answer
-has been sent (for a stream, its last chunk) it counts and times the request under its route template and
-records the caller's usage. This is ASGI's own extension point (an app wrapping an app); Litestar itself
-is used as it is.
+its request id to the log lines, bounds it by the caller's `X-Pylon-Timeout` (app/http/timeout.py), tries
+the hot routes (app/http/hot.py) and otherwise hands the request to Litestar, adding `X-Request-ID` to
+whatever Litestar answers (404s and 405s included). When the answer has been sent (for a stream, its last
+chunk) it counts and times the request under its route template and records the caller's usage. This is
+ASGI's own extension point (an app wrapping an app); Litestar itself is used as it is.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from litestar.types import HTTPScope, Message, Receive, Scope, Send
 from app.auth.context import Principal
 from app.http.context import CONTEXT_KEY, REQUEST_ID_HEADER, RequestContext
 from app.http.hot import HotRequest, HotRoute, HotRoutes
+from app.http.raw import RawResponse
+from app.http.timeout import requested_timeout, within
 from app.logging import RequestIds
 from app.metrics import UNMATCHED_PATH, count_request
 
@@ -33,6 +35,7 @@ class PylonEdge:
         self.hot_routes = HotRoutes(hot_routes)
         self.request_ids = RequestIds()
         self.app_name: str = litestar.state.settings.app_name
+        self.max_timeout: float = litestar.state.settings.server.max_request_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,9 +53,17 @@ class PylonEdge:
         started = time.perf_counter()
         status = 500
         try:
-            matched = self.hot_routes.match(method, scope["path"])
-            answered = None if matched is None else await self._hot(*matched, context, scope, receive, send)
-            status = answered if answered is not None else await self._routed(context, scope, receive, send)
+            timeout = requested_timeout(scope["headers"], self.max_timeout)
+            if timeout is None:
+                status = await self._answer(context, scope, receive, send)
+            elif isinstance(timeout, RawResponse):
+                status = await timeout.respond(receive, send, (context.request_id_header,))
+            else:
+
+                async def answer(bounded_send: Send) -> int:
+                    return await self._answer(context, scope, receive, bounded_send)
+
+                status = await within(timeout, answer, receive, send, [context.request_id_header])
         finally:
             latency = time.perf_counter() - started
             context.leave_route()
@@ -67,6 +78,11 @@ class PylonEdge:
                     latency,
                 )
             RequestIds.unbind(token)
+
+    async def _answer(self, context: RequestContext, scope: HTTPScope, receive: Receive, send: Send) -> int:
+        matched = self.hot_routes.match(scope["method"], scope["path"])
+        answered = None if matched is None else await self._hot(*matched, context, scope, receive, send)
+        return answered if answered is not None else await self._routed(context, scope, receive, send)
 
     async def _hot(
         self,
