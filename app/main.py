@@ -13,7 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from app import __version__, inference, neurons
+from app import __version__, inference, neurons, peer
 from app.chain.lifespan import chain_lifespan
 from app.db import alchemy_config
 from app.errors import EXCEPTION_HANDLERS
@@ -28,6 +28,7 @@ from app.logging import configure_logging
 from app.metrics import metrics_endpoint
 from app.metrics_buffer import metrics_lifespan
 from app.neurons.controller import neurons_router
+from app.peer.controller import peer_router
 from app.settings import Settings, load_settings, secret_values
 from app.weights.controller import WeightsController
 from app.weights.runtime import weights_lifespan
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> PylonEdge:
             ready,
             metrics_endpoint,
             neurons_router,
+            peer_router,
             WeightsController,
             KeyController,
             inference_router(settings),
@@ -117,4 +119,11 @@ def create_app(settings: Settings | None = None) -> PylonEdge:
         logging_config=None,
         debug=False,
     )
-    return PylonEdge(litestar, hot_routes=[*neurons.controller.HOT_ROUTES, *inference.controller.HOT_ROUTES])
+    return PylonEdge(
+        litestar,
+        hot_routes=[
+            *neurons.controller.HOT_ROUTES,
+            *peer.controller.HOT_ROUTES,
+            *inference.controller.HOT_ROUTES,
+        ],
+    )

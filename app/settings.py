@@ -350,15 +350,17 @@ _IDENTITY_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 def _identity_names(raw: str) -> list[str]:
     """`alpha,beta` (Pylon) or `["alpha", "beta"]` (bittensor-pylon's JSON list)."""
-    if raw.strip().startswith("["):
+    text = raw.strip()
+    if text.startswith("[") and text.endswith("]"):
         try:
-            names = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise SettingsError(f"PYLON_IDENTITIES: not valid JSON ({exc.msg}): {raw!r}") from exc
+            names = json.loads(text)
+        except json.JSONDecodeError:
+            # `[sn1, sn2]`: the JSON list after a shell's `source` ate its quotes.
+            names = text[1:-1].split(",")
         if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
             raise SettingsError(f"PYLON_IDENTITIES: expected a list of names, got {raw!r}")
-        return [name.strip() for name in names if name.strip()]
-    return [name.strip() for name in raw.split(",") if name.strip()]
+        return [name.strip().strip("'\"") for name in names if name.strip()]
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _identity_value(environ: Mapping[str, str], name: str, field_name: str) -> tuple[str, str] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
@@ -64,6 +65,17 @@ def _render(request: Request[Any, Any, Any], handler: BaseRouteHandler, exc: HTT
     raise exc
 
 
+def _on_identity_path(refusal: Refusal, handler: BaseRouteHandler, scope: Scope) -> Refusal:
+    """On a path naming an identity (`opt["identity_param"]`), a credential that is not recognised is that
+    identity's wrong token: 403, as bittensor-pylon answers and its client expects."""
+    param = handler.opt.get("identity_param")
+    if refusal.status_code != 401 or refusal.reason == "missing" or param not in scope["path_params"]:
+        return refusal
+    return msgspec.structs.replace(
+        refusal, status_code=403, headers=None, detail="invalid token for this identity"
+    )
+
+
 def admission_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         handler: BaseRouteHandler = scope["route_handler"]
@@ -89,6 +101,7 @@ def admission_middleware(app: ASGIApp) -> ASGIApp:
             request = Request(scope, receive, send)
             admitted = await authenticator.complete(admitted, scope["headers"], request.body)
         if isinstance(admitted, Refusal):
+            admitted = _on_identity_path(admitted, handler, scope)
             count_refusal(admitted)
             context.principal = admitted.principal
             request = request or Request(scope, receive, send)

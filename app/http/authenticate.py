@@ -156,7 +156,7 @@ class Authenticator:
                 return self._authorize(METRICS, requirement)
             parsed = parse_key(token)
             if parsed is None:
-                peer = self._peer_token(token)
+                peer = self.peer_token(token)
                 if peer is not None:
                     return self._authorize(peer, requirement)
                 return _unauthorized(
@@ -188,7 +188,7 @@ class Authenticator:
         principal = Principal(kind="epistula", id=hotkey, scopes=EPISTULA_SCOPES)
         return self._authorize(principal, pending.requirement)
 
-    def _peer_token(self, token: str) -> Principal | None:
+    def peer_token(self, token: str) -> Principal | None:
         """The principal of a bittensor-pylon token; every configured token is compared (constant time)."""
         found = OPEN_ACCESS if _matches(token, self.settings.open_access_token) else None
         for expected, principal in self.identity_tokens:

@@ -11,6 +11,8 @@ import msgspec
 JobStatus = Literal["pending", "running", "set", "committed", "failed", "expired", "superseded"]
 # Longest hotkey accepted: an ss58 address is 48 characters; anything much longer is not a hotkey.
 MAX_HOTKEY_LENGTH = 64
+# A generous absolute cap on one PUT (subtensor subnets hold at most 4096 uids); the body size bounds it too.
+MAX_WEIGHTS = 16_384
 SCHEDULED_DETAIL = "weights update scheduled"
 
 
@@ -28,9 +30,10 @@ class WeightsValidationError(ValueError):
         self.extra = extra or {}
 
 
-def validate_weights(weights: dict[str, float], max_entries: int | None) -> None:
-    """Reject what no chain would take: an empty map, blank hotkeys, non-finite or negative weights, all zero,
-    or more entries than the subnet has neurons (`max_entries`, None when unknown)."""
+def validate_weights(weights: dict[str, float]) -> None:
+    """Reject what no chain would take: an empty map, blank hotkeys, non-finite or negative weights, all
+    zero, or more than `MAX_WEIGHTS` entries. More entries than the subnet has neurons is fine: a validator
+    one block behind still names hotkeys that just left, and those are skipped (`skipped_hotkeys`)."""
     if not weights:
         raise WeightsValidationError("weights must not be empty: send at least one {hotkey: weight}")
     blank = [hotkey for hotkey in weights if not hotkey.strip() or len(hotkey) > MAX_HOTKEY_LENGTH]
@@ -49,10 +52,10 @@ def validate_weights(weights: dict[str, float], max_entries: int | None) -> None
         raise WeightsValidationError(
             "at least one weight must be above 0 (all-zero weights cannot be normalised)"
         )
-    if max_entries is not None and len(weights) > max_entries:
+    if len(weights) > MAX_WEIGHTS:
         raise WeightsValidationError(
-            f"{len(weights)} weights sent but the subnet has {max_entries} neurons",
-            {"count": len(weights), "neurons": max_entries},
+            f"{len(weights)} weights sent; at most {MAX_WEIGHTS} are accepted",
+            {"count": len(weights), "max": MAX_WEIGHTS},
         )
 
 

@@ -167,12 +167,11 @@ class WeightsService:
         Raises WeightsValidationError (bad weights), JobNotFound (unknown identity), UnknownNetuid.
         """
         identity = self.identity(identity_name)
-        validate_weights(weights, None)
+        validate_weights(weights)
         view = await self.subnet_view(netuid)
         skipped: list[str] = []
         created_block = end_block = tempo = None
         if view is not None:
-            validate_weights(weights, len(view.hotkeys))
             skipped = [hotkey for hotkey in weights if hotkey not in view.hotkeys]
             created_block, tempo = view.block, view.tempo
             end_block = epoch_end(view.block, netuid, view.tempo)
