@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 from litestar.routes import HTTPRoute
 
-from app import inference, neurons
+from app import inference, neurons, peer
 from app.http.hot import HotRequest, HotRoute, HotRoutes
 from app.main import create_app
 from tests.conftest import SettingsFactory
 
-HOT_ROUTES = [*neurons.controller.HOT_ROUTES, *inference.controller.HOT_ROUTES]
+HOT_ROUTES = [*neurons.controller.HOT_ROUTES, *peer.controller.HOT_ROUTES, *inference.controller.HOT_ROUTES]
 
 
 async def never(request: HotRequest) -> int | None:
