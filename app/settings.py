@@ -595,7 +595,7 @@ def _secret_strings(data: Any, found: list[str]) -> Any:
             else:
                 out[key] = _secret_strings(value, found)
         return out
-    if isinstance(data, list):
+    if isinstance(data, list | tuple):
         return [_secret_strings(item, found) for item in data]
     if isinstance(data, str) and "://" in data:
         # Any URL (database, backend, chain node) may carry a password.

@@ -1,6 +1,8 @@
-"""GET /api/v1/subnet/1/neurons/latest (256 neurons): `pylon serve` against a bare ASGI app on granian.
+"""GET /api/v1/subnet/1/neurons/latest (256 neurons): `pylon serve` against a bare ASGI app on granian,
+and bittensor-pylon's `/api/v1/subnet/1/block/latest/neurons` beside them (called with the open-access
+token, as its client calls it; target: within 5% of Pylon's own latest route).
 
-Both serve the same bytes, one granian worker each, measured side by side in one run with Debian's `wrk`
+All serve the same bytes, one granian worker each, measured side by side in one run with Debian's `wrk`
 (installed with apt-get if missing) at concurrency 1 and 64, over loopback, in alternating rounds
 (`BENCH_ROUNDS`, default 3, of `BENCH_SECONDS`, default 4). Pylon is called with a minted API key
 (scope `neurons:read`), as validators call it. Prints medians of requests/s, p50 and p99
@@ -25,6 +27,8 @@ from servers import ensure_wrk, free_port, stop, wait_up
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "/api/v1/subnet/1/neurons/latest"
+PEER_PATH = "/api/v1/subnet/1/block/latest/neurons"
+OPEN_TOKEN = "bench-open-access-token"
 DURATION = int(os.environ.get("BENCH_SECONDS", "4"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 # Filled in main(): an API key with `neurons:read`, the credential a validator really sends.
@@ -39,7 +43,7 @@ def to_ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
-def run_wrk(wrk: str, url: str, connections: int) -> dict[str, float]:
+def run_wrk(wrk: str, url: str, connections: int, auth: str) -> dict[str, float]:
     threads = 1 if connections == 1 else 2
     result = subprocess.run(
         [
@@ -49,7 +53,7 @@ def run_wrk(wrk: str, url: str, connections: int) -> dict[str, float]:
             f"-d{DURATION}s",
             "--latency",
             "-H",
-            f"Authorization: {AUTH['Authorization']}",
+            f"Authorization: {auth}",
             url,
         ],
         capture_output=True,
@@ -88,6 +92,7 @@ def main() -> None:
         "PYLON_WORKERS": "1",
         "PYLON_LOG_LEVEL": "WARNING",
         "PYLON_LOG_FORMAT": "json",
+        "PYLON_OPEN_ACCESS_TOKEN": OPEN_TOKEN,
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     AUTH["Authorization"] = f"Bearer {mint_key(env, ['neurons:read'])}"
@@ -131,21 +136,30 @@ def main() -> None:
         bare_url = f"http://127.0.0.1:{bare_port}{PATH}"
         wait_up(bare_url, bare, status=200)
         assert httpx.get(bare_url).content == body
+        peer_url = f"http://127.0.0.1:{pylon_port}{PEER_PATH}"
+        peer_auth = f"Bearer {OPEN_TOKEN}"
+        assert httpx.get(peer_url, headers={"Authorization": peer_auth}).content == body
+        targets = (
+            ("pylon", pylon_url, AUTH["Authorization"]),
+            ("v1", peer_url, peer_auth),
+            ("bare", bare_url, AUTH["Authorization"]),
+        )
         print(
             f"GET {PATH}: {len(body)} bytes, 256 neurons, API key; 1 granian worker each;"
             f" medians of {ROUNDS} alternating wrk runs of {DURATION}s"
         )
+        print(f"v1 = {PEER_PATH} on the same server, with the open-access token")
         print(f"{'concurrency':>11} {'server':>6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
         results: dict[tuple[int, str], dict[str, float]] = {}
         warm = [wrk, "-t1", "-c4", "-d1s", "-H", f"Authorization: {AUTH['Authorization']}"]
-        subprocess.run([*warm, pylon_url], capture_output=True, timeout=30, check=False)
-        subprocess.run([*warm, bare_url], capture_output=True, timeout=30, check=False)
+        for _, url, _ in targets:
+            subprocess.run([*warm, url], capture_output=True, timeout=30, check=False)
         for connections in (1, 64):
             # Alternating rounds, so drift in the machine's load hits both servers alike; medians reported.
-            rounds: dict[str, list[dict[str, float]]] = {"pylon": [], "bare": []}
+            rounds: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in targets}
             for _ in range(ROUNDS):
-                for name, url in (("pylon", pylon_url), ("bare", bare_url)):
-                    rounds[name].append(run_wrk(wrk, url, connections))
+                for name, url, auth in targets:
+                    rounds[name].append(run_wrk(wrk, url, connections, auth))
             for name, samples in rounds.items():
                 figures = {k: statistics.median(s[k] for s in samples) for k in ("rps", "p50", "p99")}
                 results[(connections, name)] = figures
@@ -153,6 +167,11 @@ def main() -> None:
                 print(f"{connections:>11} {name:>6} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f}", flush=True)
         for connections in (1, 64):
             pylon_fig, bare_fig = results[(connections, "pylon")], results[(connections, "bare")]
+            v1_fig = results[(connections, "v1")]
+            print(
+                f"concurrency {connections}: v1/pylon requests/s = {v1_fig['rps'] / pylon_fig['rps']:.0%}"
+                f" (target 95-105%), v1/bare = {v1_fig['rps'] / bare_fig['rps']:.0%}"
+            )
             print(
                 f"concurrency {connections}: pylon/bare requests/s = {pylon_fig['rps'] / bare_fig['rps']:.0%}"
                 f" (target >= 70%), p99 pylon/bare = {pylon_fig['p99'] / bare_fig['p99']:.2f}x"

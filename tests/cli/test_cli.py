@@ -63,7 +63,7 @@ def test_config_show_masks_secrets(runner: CliRunner, env: dict[str, str]) -> No
     result = runner.invoke(app, ["config", "show"], env=env)
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
-    assert shown["auth"] == {"admin_token": "***", "metrics_token": "***"}
+    assert shown["auth"] == {"admin_token": "***", "metrics_token": "***", "open_access_token": ""}
     assert shown["database_url"] == "postgresql+asyncpg://pylon:***@db.internal:5432/pylon"
     assert shown["chain"]["network"] == "local"
     for secret in ("admin-secret-value", "metrics-secret-value", "db-secret-value"):

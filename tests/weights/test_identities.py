@@ -59,7 +59,7 @@ def test_identities_are_read_from_dynamic_variables(tmp_path: Path) -> None:
     ("env", "variable"),
     [
         ({"PYLON_IDENTITIES": "alpha"}, "PYLON_IDENTITY_ALPHA_WALLET_NAME"),
-        ({"PYLON_IDENTITIES": "Alpha"}, "PYLON_IDENTITIES"),
+        ({"PYLON_IDENTITIES": "al pha"}, "PYLON_IDENTITIES"),
         ({"PYLON_IDENTITIES": "default"}, "PYLON_IDENTITIES"),
         ({"PYLON_IDENTITIES": "a,a", "PYLON_IDENTITY_A_WALLET_NAME": "w"}, "PYLON_IDENTITIES"),
         (
