@@ -62,6 +62,9 @@ class DevChainSettings(Section, frozen=True, kw_only=True):
     tempo: int = 360
     weights_rate_limit: int = 100
     commit_reveal: bool = False
+    # Blocks between two commitments of one hotkey on one subnet (the Commitments pallet's `RateLimit`;
+    # subtensor's default is 100, i.e. 20 minutes: shorter here so a developer can iterate).
+    commitment_rate_limit: int = 10
     # ss58 hotkeys registered with a validator permit on every simulated subnet at start (dev wallet).
     validators: list[str] = msgspec.field(default_factory=list)
     # Every chain call fails as if the node were down (tests of retries and restarts).

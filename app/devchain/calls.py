@@ -46,7 +46,29 @@ class ServeAxon(msgspec.Struct, frozen=True, kw_only=True, tag="serve_axon"):
     certificate: Certificate | None = None
 
 
-Call = SetWeights | CommitWeights | ServeAxon
+# The Commitments pallet's `Data::Raw0..Raw128`: no Raw field holds more.
+MAX_RAW_COMMITMENT = 128
+
+
+class SetCommitment(msgspec.Struct, frozen=True, kw_only=True, tag="set_commitment"):
+    """`Commitments.set_commitment` with one field: `Raw<n>` bytes, or `TimelockEncrypted` when
+    `reveal_round` is set (then `data` is the ciphertext)."""
+
+    netuid: int
+    data: bytes
+    reveal_round: int | None = None
+    # The plaintext rides along so the simulated drand reveal can publish it; None when only ciphertext is
+    # known (a commitment submitted to the local node), which can then never be revealed.
+    plaintext: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.reveal_round is None and len(self.data) > MAX_RAW_COMMITMENT:
+            raise ValueError(
+                f"commitment data is {len(self.data)} bytes; a Raw field holds at most {MAX_RAW_COMMITMENT}"
+            )
+
+
+Call = SetWeights | CommitWeights | ServeAxon | SetCommitment
 
 
 class Extrinsic(msgspec.Struct, frozen=True, kw_only=True):

@@ -13,14 +13,18 @@ from collections.abc import AsyncIterator, Collection, Mapping
 
 from app.chain.client import (
     DEFAULT_VERSION_KEY,
+    BlockExtrinsic,
     BlockInfo,
     Certificate,
     ChainClient,
     ChainTimeout,
     ChainUnavailable,
+    Commitment,
+    EvmAssociation,
     ExtrinsicFailed,
     ExtrinsicResult,
     Neuron,
+    RevealedCommitment,
     Signer,
     SubnetHyperparams,
     SubnetState,
@@ -28,7 +32,7 @@ from app.chain.client import (
     hotkey_of,
     normalize_weights,
 )
-from app.devchain.calls import Call, CommitWeights, ServeAxon, SetWeights, digest
+from app.devchain.calls import Call, CommitWeights, ServeAxon, SetCommitment, SetWeights, digest
 from app.devchain.model import SimulatedChain
 from app.devchain.state import BlockRecord
 from app.settings import Settings
@@ -76,6 +80,7 @@ class SimulatedChainClient(ChainClient):
                 commit_reveal_weights_enabled=devchain.commit_reveal,
             ),
             validators=devchain.validators,
+            commitment_rate_limit=devchain.commitment_rate_limit,
         )
         client = cls(
             chain,
@@ -174,6 +179,38 @@ class SimulatedChainClient(ChainClient):
             for c in self.chain.subnet(netuid, record.info).commits
         ]
 
+    async def block_timestamp(self, block: BlockInfo | None = None) -> int:
+        record = await self._at("block_timestamp", block)
+        return self.chain.block_timestamp(record.info)
+
+    async def extrinsic(self, block: BlockInfo, index: int) -> BlockExtrinsic | None:
+        record = await self._at("extrinsic", block)
+        return self.chain.extrinsic(record.info, index)
+
+    async def commitments(self, netuid: int, block: BlockInfo | None = None) -> dict[str, Commitment]:
+        record = await self._at("commitments", block)
+        return self.chain.commitments(netuid, record.info)
+
+    async def revealed_commitments(
+        self, netuid: int, block: BlockInfo | None = None
+    ) -> dict[str, list[RevealedCommitment]]:
+        record = await self._at("revealed_commitments", block)
+        return self.chain.revealed_commitments(netuid, record.info)
+
+    async def alpha_prices(self, block: BlockInfo | None = None) -> dict[int, int]:
+        record = await self._at("alpha_prices", block)
+        return self.chain.alpha_prices(record.info)
+
+    async def evm_associations(
+        self, netuid: int, block: BlockInfo | None = None
+    ) -> dict[str, EvmAssociation]:
+        record = await self._at("evm_associations", block)
+        return self.chain.evm_associations(netuid, record.info)
+
+    async def drand_last_stored_round(self, block: BlockInfo | None = None) -> int:
+        record = await self._at("drand_last_stored_round", block)
+        return self.chain.drand_round(record.info)
+
     async def subscribe_heads(self) -> AsyncIterator[BlockInfo]:
         """Each new head as the producer makes it (a real subscription, not polling)."""
         await self._enter("subscribe_heads")
@@ -258,3 +295,20 @@ class SimulatedChainClient(ChainClient):
     ) -> ExtrinsicResult:
         call = ServeAxon(netuid=netuid, ip=ip, port=port, protocol=protocol, certificate=certificate)
         return await self._submit("serve_axon", signer, call)
+
+    async def set_commitment(self, signer: Signer, netuid: int, data: bytes) -> ExtrinsicResult:
+        call = SetCommitment(netuid=netuid, data=bytes(data))
+        return await self._submit("set_commitment", signer, call)
+
+    async def set_timelocked_commitment(
+        self, signer: Signer, netuid: int, data: str, blocks_until_reveal: int
+    ) -> ExtrinsicResult:
+        reveal_round = self.chain.timelock_round(blocks_until_reveal)
+        call = SetCommitment(
+            netuid=netuid,
+            # A stand-in ciphertext: the simulation keeps the plaintext to reveal (no drand, no encryption).
+            data=bytes.fromhex(digest("tlock", data, reveal_round)[2:]),
+            reveal_round=reveal_round,
+            plaintext=data,
+        )
+        return await self._submit("set_timelocked_commitment", signer, call)

@@ -16,6 +16,8 @@ from app.devchain.state import SubnetSnapshot
 
 # RFC 5737's TEST-NET-1, -2 and -3 (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24): for documentation only.
 DOCUMENTATION_NETWORKS = ("192.0.2", "198.51.100", "203.0.113")
+# Genesis neurons per subnet with an associated EVM address.
+EVM_ASSOCIATIONS = 3
 
 
 def keypair_for(seed: int, netuid: int, uid: int, kind: Literal["hot", "cold"] = "hot") -> Any:
@@ -76,5 +78,25 @@ def genesis_subnet(
                 stakes=Stakes(alpha=alpha, tao=tao, total=alpha + tao * TAO_WEIGHT),
             )
         )
-    snapshot = SubnetSnapshot(netuid=netuid, hyperparams=params, neurons=tuple(neurons))
+    snapshot = SubnetSnapshot(
+        netuid=netuid,
+        hyperparams=params,
+        neurons=tuple(neurons),
+        evm=genesis_evm_associations(seed, netuid, count, block),
+    )
     return run_epoch(seed, snapshot, block)
+
+
+def genesis_evm_associations(seed: int, netuid: int, count: int, block: int) -> dict[int, tuple[str, int]]:
+    """A few uids with an associated EVM address (a seeded H160) proven some blocks before genesis."""
+    # A generator of its own, so the neurons' draws stay what they were.
+    rng = random.Random(f"evm:{seed}:{netuid}")
+    uids = rng.sample(range(count), k=min(count, EVM_ASSOCIATIONS))
+    return {
+        uid: (
+            "0x"
+            + hashlib.blake2b(f"pylon-sim-evm:{seed}:{netuid}:{uid}".encode(), digest_size=20).hexdigest(),
+            max(0, block - rng.randint(1, 500)),
+        )
+        for uid in sorted(uids)
+    }

@@ -7,7 +7,12 @@ subnets (copy-on-write, so an unchanged subnet costs nothing), so reads at older
 state until it falls out of `state_history` blocks (then `StatePruned`, as a pruning node would answer).
 `app.devchain.client` is the `ChainClient` over it; `app.devchain.node` serves it as a subtensor node.
 
-Everything derives from `seed`: the same seed gives the same hotkeys, stakes, axons and block hashes.
+Every block records its extrinsics decoded (`body.py`): the `Timestamp.set` inherent at index 0, then each
+included signed extrinsic, failed ones too (as substrate includes them). Block times, the simulated drand
+round (`clock.py`) and alpha prices (`market.py`) are functions of the block number, so they
+reproduce as well.
+
+Everything derives from `seed`: the same seed gives the same hotkeys, stakes, axons, block hashes and times.
 """
 
 from __future__ import annotations
@@ -21,18 +26,22 @@ import msgspec
 from app.chain.client import (
     U16_MAX,
     AxonInfo,
+    BlockExtrinsic,
     BlockInfo,
     BlockNotFound,
+    Commitment,
+    EvmAssociation,
     ExtrinsicResult,
     Neuron,
+    RevealedCommitment,
     Stakes,
     StatePruned,
     SubnetHyperparams,
     SubnetState,
     UnknownNetuid,
 )
-from app.devchain import rules
-from app.devchain.calls import Call, ChainModuleError, CommitWeights, Extrinsic, digest
+from app.devchain import body, clock, commitments, market, rules
+from app.devchain.calls import Call, ChainModuleError, CommitWeights, Extrinsic, SetCommitment, digest
 from app.devchain.epoch import epoch_due, reveal_round, run_epoch
 from app.devchain.genesis import genesis_subnet
 from app.devchain.state import BlockRecord, SubnetSnapshot, replace_neuron
@@ -54,9 +63,12 @@ class SimulatedChain:
         hyperparams: SubnetHyperparams | None = None,
         validators: Iterable[str] = (),
         state_history: int = 4096,
+        commitment_rate_limit: int = rules.COMMITMENT_RATE_LIMIT,
     ) -> None:
         self.seed = seed
         self.state_history = state_history
+        # The Commitments pallet's `RateLimit` (a chain-wide value, not a subnet hyperparameter).
+        self.commitment_rate_limit = commitment_rate_limit
         self._nonce = 0
         self.pending: list[Extrinsic] = []
         self.receipts: dict[str, ExtrinsicResult] = {}
@@ -71,6 +83,7 @@ class SimulatedChain:
             hash=digest("block", seed, start_block),
             parent_hash=digest("block", seed, start_block - 1),
             subnets=subnets,
+            body=(body.timestamp_inherent(seed, start_block, clock.timestamp_ms(start_block)),),
         )
         self._append(genesis)
         for hotkey in validators:
@@ -132,12 +145,13 @@ class SimulatedChain:
         number = parent.number + 1
         subnets = dict(parent.subnets)
         included = []
+        decoded = [body.timestamp_inherent(self.seed, number, clock.timestamp_ms(number))]
         block_hash = digest("block", self.seed, number)
         for extrinsic in self.pending:
             included.append(extrinsic.hash)
             error: str | None = None
             try:
-                rules.apply(subnets, extrinsic, number)
+                rules.apply(subnets, extrinsic, number, commitment_rate_limit=self.commitment_rate_limit)
             except ChainModuleError as exc:
                 error = exc.name
             result = ExtrinsicResult(
@@ -145,14 +159,15 @@ class SimulatedChain:
                 extrinsic_hash=extrinsic.hash,
                 success=error is None,
                 error_name=error,
-                reveal_round=reveal_round(subnets[extrinsic.call.netuid], number)
-                if isinstance(extrinsic.call, CommitWeights) and extrinsic.call.netuid in subnets
-                else None,
+                reveal_round=self._reveal_round(subnets, extrinsic.call, number),
             )
             self._record_receipt(result)
+            decoded.append(body.signed(extrinsic, number, len(decoded), result))
         self.pending = []
+        drand_round = clock.drand_round(number)
         for netuid, snapshot in list(subnets.items()):
             snapshot = rules.reveal_due(snapshot, number)
+            snapshot = commitments.reveal_due(snapshot, number, drand_round)
             if epoch_due(netuid, snapshot.hyperparams.tempo, number):
                 snapshot = run_epoch(self.seed, snapshot, number)
             subnets[netuid] = snapshot
@@ -162,9 +177,18 @@ class SimulatedChain:
             parent_hash=parent.hash,
             subnets=subnets,
             extrinsics=tuple(included),
+            body=tuple(decoded),
         )
         self._append(record)
         return record
+
+    @staticmethod
+    def _reveal_round(subnets: dict[int, SubnetSnapshot], call: Call, number: int) -> int | None:
+        if isinstance(call, CommitWeights) and call.netuid in subnets:
+            return reveal_round(subnets[call.netuid], number)
+        if isinstance(call, SetCommitment):
+            return call.reveal_round
+        return None
 
     def _record_receipt(self, result: ExtrinsicResult) -> None:
         self.receipts[result.extrinsic_hash] = result
@@ -173,6 +197,11 @@ class SimulatedChain:
             self.receipts.pop(self._receipt_order.pop(0), None)
 
     # ---------------------------------------------------------------------------------- extrinsics
+    def timelock_round(self, blocks_until_reveal: int) -> int:
+        """The drand round a timelock made now should target to open about `blocks_until_reveal` blocks
+        ahead (what bittensor_drand computes from the clock)."""
+        return clock.drand_round(self.head.number + max(0, blocks_until_reveal))
+
     def submit(self, signer: str, call: Call) -> str:
         """Queue an extrinsic for the next block; returns its hash (look for it in `receipts`)."""
         self._nonce += 1
@@ -236,8 +265,10 @@ class SimulatedChain:
             certificates = {
                 k: v for k, v in snapshot.certificates.items() if k != snapshot.neurons[uid].hotkey
             }
+            # The replaced uid's EVM association goes with it, as subtensor clears it on replacement.
+            evm = {k: v for k, v in snapshot.evm.items() if k != uid}
             snapshot = msgspec.structs.replace(
-                snapshot, neurons=tuple(neurons), weights=weights, certificates=certificates
+                snapshot, neurons=tuple(neurons), weights=weights, certificates=certificates, evm=evm
             )
         if stake is None and validator:
             stake = max(max(n.stakes.alpha for n in snapshot.neurons), 100_000.0)
@@ -290,3 +321,41 @@ class SimulatedChain:
             tao_stake=[n.stakes.tao for n in neurons],
             total_stake=[n.stakes.total for n in neurons],
         )
+
+    def block_timestamp(self, block: BlockInfo | int | None = None) -> int:
+        """The block's `Timestamp.Now` in unix seconds."""
+        return clock.timestamp_ms(self.at(block).number) // 1000
+
+    def drand_round(self, block: BlockInfo | int | None = None) -> int:
+        return clock.drand_round(self.at(block).number)
+
+    def alpha_prices(self, block: BlockInfo | int | None = None) -> dict[int, int]:
+        """Rao of TAO per alpha for the root subnet and every simulated subnet."""
+        record = self.at(block)
+        netuids = sorted({market.ROOT_NETUID, *record.subnets})
+        return {netuid: market.alpha_price(self.seed, netuid, record.number) for netuid in netuids}
+
+    def extrinsic(self, block: BlockInfo | int | None, index: int) -> BlockExtrinsic | None:
+        extrinsics = self.at(block).body
+        return extrinsics[index] if 0 <= index < len(extrinsics) else None
+
+    def commitments(self, netuid: int, block: BlockInfo | int | None = None) -> dict[str, Commitment]:
+        return dict(self.subnet(netuid, block).commitments)
+
+    def revealed_commitments(
+        self, netuid: int, block: BlockInfo | int | None = None
+    ) -> dict[str, list[RevealedCommitment]]:
+        return {hotkey: list(entries) for hotkey, entries in self.subnet(netuid, block).revealed.items()}
+
+    def evm_associations(
+        self, netuid: int, block: BlockInfo | int | None = None
+    ) -> dict[str, EvmAssociation]:
+        snapshot = self.subnet(netuid, block)
+        return {
+            snapshot.neurons[uid].hotkey: EvmAssociation(
+                hotkey=snapshot.neurons[uid].hotkey,
+                evm_address=address,
+                last_block_where_ownership_was_proven=proven,
+            )
+            for uid, (address, proven) in sorted(snapshot.evm.items())
+        }

@@ -11,7 +11,15 @@ import ipaddress
 import msgspec
 
 from app.chain.client import U16_MAX, AxonInfo
-from app.devchain.calls import ChainModuleError, CommitWeights, Extrinsic, ServeAxon, SetWeights
+from app.devchain import commitments
+from app.devchain.calls import (
+    ChainModuleError,
+    CommitWeights,
+    Extrinsic,
+    ServeAxon,
+    SetCommitment,
+    SetWeights,
+)
 from app.devchain.epoch import reveal_round
 from app.devchain.state import Commit, SubnetSnapshot, replace_neuron
 
@@ -19,10 +27,23 @@ from app.devchain.state import Commit, SubnetSnapshot, replace_neuron
 MAX_UNREVEALED_COMMITS = 10
 
 
-def apply(subnets: dict[int, SubnetSnapshot], extrinsic: Extrinsic, block: int) -> None:
+# The Commitments pallet's `RateLimit` default: blocks between two commitments of one hotkey on one subnet.
+COMMITMENT_RATE_LIMIT = 100
+
+
+def apply(
+    subnets: dict[int, SubnetSnapshot],
+    extrinsic: Extrinsic,
+    block: int,
+    *,
+    commitment_rate_limit: int = COMMITMENT_RATE_LIMIT,
+) -> None:
     """Dispatch one extrinsic at `block`, replacing its subnet's snapshot in `subnets`."""
     call = extrinsic.call
     snapshot = subnets.get(call.netuid)
+    if snapshot is None and isinstance(call, SetCommitment):
+        # The pallet asks "is this hotkey registered on netuid", which no hotkey is on a missing subnet.
+        raise ChainModuleError("AccountNotAllowedCommit", f"netuid {call.netuid} does not exist")
     if snapshot is None:
         raise ChainModuleError("SubNetworkDoesNotExist", f"netuid {call.netuid}")
     if isinstance(call, SetWeights):
@@ -35,6 +56,10 @@ def apply(subnets: dict[int, SubnetSnapshot], extrinsic: Extrinsic, block: int) 
         subnets[call.netuid] = commit_weights(snapshot, extrinsic.signer, call, block)
     elif isinstance(call, ServeAxon):
         subnets[call.netuid] = serve_axon(snapshot, extrinsic.signer, call)
+    elif isinstance(call, SetCommitment):
+        subnets[call.netuid] = commitments.set_commitment(
+            snapshot, extrinsic.signer, call, block, commitment_rate_limit
+        )
 
 
 def check_weights(

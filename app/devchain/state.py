@@ -6,7 +6,15 @@ from collections.abc import Mapping
 
 import msgspec
 
-from app.chain.client import BlockInfo, Certificate, Neuron, SubnetHyperparams
+from app.chain.client import (
+    BlockExtrinsic,
+    BlockInfo,
+    Certificate,
+    Commitment,
+    Neuron,
+    RevealedCommitment,
+    SubnetHyperparams,
+)
 
 
 class Commit(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,6 +36,14 @@ class SubnetSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     weights: Mapping[int, tuple[tuple[int, int], ...]] = msgspec.field(default_factory=dict)
     commits: tuple[Commit, ...] = ()
     certificates: Mapping[str, Certificate] = msgspec.field(default_factory=dict)
+    # The Commitments pallet by hotkey: `CommitmentOf`, `LastCommitment` (block), `RevealedCommitments`.
+    commitments: Mapping[str, Commitment] = msgspec.field(default_factory=dict)
+    last_commitment: Mapping[str, int] = msgspec.field(default_factory=dict)
+    revealed: Mapping[str, tuple[RevealedCommitment, ...]] = msgspec.field(default_factory=dict)
+    # Plaintexts of timelocked commitments awaiting reveal: the simulation's stand-in for drand decryption.
+    sealed: Mapping[str, str] = msgspec.field(default_factory=dict)
+    # `AssociatedEvmAddress`: uid -> (0x-prefixed 20-byte address, last block ownership was proven).
+    evm: Mapping[int, tuple[str, int]] = msgspec.field(default_factory=dict)
 
     def uid_of(self, hotkey: str) -> int | None:
         for neuron in self.neurons:
@@ -42,6 +58,8 @@ class BlockRecord(msgspec.Struct, frozen=True, kw_only=True):
     parent_hash: str
     subnets: Mapping[int, SubnetSnapshot]
     extrinsics: tuple[str, ...] = ()
+    # The block's extrinsics decoded: the `Timestamp.set` inherent, then each included signed extrinsic.
+    body: tuple[BlockExtrinsic, ...] = ()
 
     @property
     def info(self) -> BlockInfo:

@@ -43,6 +43,7 @@ def test_from_settings_reads_the_local_section() -> None:
             "PYLON_LOCAL_TEMPO": "20",
             "PYLON_LOCAL_WEIGHTS_RATE_LIMIT": "7",
             "PYLON_LOCAL_COMMIT_REVEAL": "true",
+            "PYLON_LOCAL_COMMITMENT_RATE_LIMIT": "4",
             "PYLON_LOCAL_UNREACHABLE": "true",
             "PYLON_CALL_TIMEOUT": "3",
         }
@@ -53,6 +54,7 @@ def test_from_settings_reads_the_local_section() -> None:
     params = client.chain.subnet(1).hyperparams
     assert (params.tempo, params.weights_rate_limit, params.commit_reveal_weights_enabled) == (20, 7, True)
     assert client.block_time == 0.5 and client.call_timeout == 3
+    assert client.chain.commitment_rate_limit == 4
     assert client.unreachable
 
 
