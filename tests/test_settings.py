@@ -206,7 +206,11 @@ def test_masked_hides_tokens_and_the_database_password() -> None:
 
 def test_masked_leaves_unset_secrets_visible_as_empty() -> None:
     # An empty token is not a secret, and seeing "" tells the operator /metrics is off.
-    assert masked(load_settings({}))["auth"] == {"admin_token": "", "metrics_token": "", "open_access_token": ""}
+    assert masked(load_settings({}))["auth"] == {
+        "admin_token": "",
+        "metrics_token": "",
+        "open_access_token": "",
+    }
 
 
 def test_a_wrong_database_url_is_reported_masked() -> None:

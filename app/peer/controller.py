@@ -22,7 +22,7 @@ from typing import Any
 
 from litestar import Request, Response, Router, get, post, put
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_308_PERMANENT_REDIRECT
 from litestar.types import ASGIApp
 
@@ -181,7 +181,9 @@ async def identities(request: Request) -> IdentitiesResponse:
 
 
 @post(f"{V1}/login/identity/{{identity_name:str}}", opt={"open": "bittensor-pylon 1.x login: token in body"})
-async def login(request: Request, identity_name: str, data: JSONBody[LoginRequest]) -> LoginResponse:
+async def login(
+    request: Request, identity_name: FromPath[str], data: JSONBody[LoginRequest]
+) -> LoginResponse:
     """bittensor-pylon 1.x's identity login: checks the identity's token and names its subnet."""
     service = service_of(request)
     identity = service.identity(identity_name)
@@ -201,7 +203,9 @@ async def latest_block(request: Request) -> BlockInfoResponse:
 
 
 @get(chain("/block/{block_number:int}/extrinsic/{extrinsic_index:int}"), opt=READ)
-async def extrinsic(request: Request, block_number: int, extrinsic_index: int) -> BlockExtrinsic:
+async def extrinsic(
+    request: Request, block_number: FromPath[int], extrinsic_index: FromPath[int]
+) -> BlockExtrinsic:
     """One extrinsic of a block, decoded; 404 past the block's last."""
     return await service_of(request).extrinsic(block_number, extrinsic_index)
 
@@ -218,7 +222,7 @@ async def latest_prices(request: Request) -> PricesResponse:
 
 
 @get(chain("/block/{block_number:int}/prices"), opt=READ)
-async def prices_at(request: Request, block_number: int) -> PricesResponse:
+async def prices_at(request: Request, block_number: FromPath[int]) -> PricesResponse:
     return await _prices(request, block_number)
 
 
@@ -228,14 +232,18 @@ async def _prices(request: Request, number: int | None) -> PricesResponse:
 
 
 @get(subnet("/block/latest/neurons"), opt=READ)
-async def latest_neurons(request: Request, netuid: int, identity_name: str | None = None) -> ASGIApp:
+async def latest_neurons(
+    request: Request, netuid: FromPath[int], identity_name: FromPath[str | None] = None
+) -> ASGIApp:
     """The subnet's neurons at the latest block (the client's main call; a hot route while cached)."""
     acting_identity(request, identity_name, netuid)
     return await latest_answer(request.app.state, netuid, request.scope["headers"])
 
 
 @get(subnet("/block/recent/neurons"), opt=READ)
-async def recent_neurons(request: Request, netuid: int, identity_name: str | None = None) -> ASGIApp:
+async def recent_neurons(
+    request: Request, netuid: FromPath[int], identity_name: FromPath[str | None] = None
+) -> ASGIApp:
     """The latest cached neurons; 503 once the chain has been silent longer than the hard limit."""
     acting_identity(request, identity_name, netuid)
     state = request.app.state
@@ -247,7 +255,10 @@ async def recent_neurons(request: Request, netuid: int, identity_name: str | Non
 
 @get(subnet("/block/{block_number:int}/neurons"), opt=READ)
 async def neurons_at(
-    request: Request, netuid: int, block_number: int, identity_name: str | None = None
+    request: Request,
+    netuid: FromPath[int],
+    block_number: FromPath[int],
+    identity_name: FromPath[str | None] = None,
 ) -> ASGIApp:
     acting_identity(request, identity_name, netuid)
     return await _at_block(request, netuid, str(block_number))
@@ -255,7 +266,7 @@ async def neurons_at(
 
 @get(subnet("/block/latest/validators"), opt=READ)
 async def latest_validators(
-    request: Request, netuid: int, identity_name: str | None = None
+    request: Request, netuid: FromPath[int], identity_name: FromPath[str | None] = None
 ) -> ValidatorsResponse:
     """Validator-permit holders at the latest block, highest total stake first."""
     acting_identity(request, identity_name, netuid)
@@ -264,7 +275,10 @@ async def latest_validators(
 
 @get(subnet("/block/{block_number:int}/validators"), opt=READ)
 async def validators_at(
-    request: Request, netuid: int, block_number: int, identity_name: str | None = None
+    request: Request,
+    netuid: FromPath[int],
+    block_number: FromPath[int],
+    identity_name: FromPath[str | None] = None,
 ) -> ValidatorsResponse:
     acting_identity(request, identity_name, netuid)
     return await service_of(request).validators(netuid, block_number)
@@ -272,7 +286,7 @@ async def validators_at(
 
 @get(subnet("/block/latest/certificates"), opt=READ)
 async def certificates(
-    request: Request, netuid: int, identity_name: str | None = None
+    request: Request, netuid: FromPath[int], identity_name: FromPath[str | None] = None
 ) -> dict[str, Certificate]:
     acting_identity(request, identity_name, netuid)
     service = service_of(request)
@@ -281,14 +295,16 @@ async def certificates(
 
 
 @get(identity_only("/block/latest/certificates/self"), opt=READ)
-async def own_certificate(request: Request, netuid: int, identity_name: str) -> Certificate:
+async def own_certificate(
+    request: Request, netuid: FromPath[int], identity_name: FromPath[str]
+) -> Certificate:
     identity = own_identity(request, identity_name, netuid)
     return await _certificate(request, netuid, identity.hotkey_ss58)
 
 
 @get(subnet("/block/latest/certificates/{hotkey:str}"), opt=READ)
 async def certificate(
-    request: Request, netuid: int, hotkey: str, identity_name: str | None = None
+    request: Request, netuid: FromPath[int], hotkey: FromPath[str], identity_name: FromPath[str | None] = None
 ) -> Certificate:
     acting_identity(request, identity_name, netuid)
     return await _certificate(request, netuid, hotkey)
@@ -305,7 +321,10 @@ async def _certificate(request: Request, netuid: int, hotkey: str) -> Certificat
 
 @post(identity_only("/certificates/self"), opt=WRITE, status_code=HTTP_201_CREATED)
 async def generate_certificate(
-    request: Request, netuid: int, identity_name: str, data: JSONBody[GenerateCertificateRequest]
+    request: Request,
+    netuid: FromPath[int],
+    identity_name: FromPath[str],
+    data: JSONBody[GenerateCertificateRequest],
 ) -> CertificateKeypair:
     """A new certificate key pair for the identity's hotkey, its public key posted on chain (201)."""
     identity = own_identity(request, identity_name, netuid)
@@ -314,7 +333,7 @@ async def generate_certificate(
 
 @get(subnet("/block/latest/commitments"), opt=READ)
 async def commitments(
-    request: Request, netuid: int, identity_name: str | None = None
+    request: Request, netuid: FromPath[int], identity_name: FromPath[str | None] = None
 ) -> CommitmentsV1 | CommitmentsUnstable:
     """Commitments of the subnet's registered hotkeys (v1: hex data only, by hotkey)."""
     acting_identity(request, identity_name, netuid)
@@ -327,7 +346,7 @@ async def commitments(
 
 @get(subnet("/block/latest/commitments/revealed"), opt=READ)
 async def revealed_commitments(
-    request: Request, netuid: int, identity_name: str | None = None
+    request: Request, netuid: FromPath[int], identity_name: FromPath[str | None] = None
 ) -> RevealedCommitments:
     acting_identity(request, identity_name, netuid)
     block, found = await service_of(request).revealed_commitments(netuid)
@@ -337,7 +356,7 @@ async def revealed_commitments(
 
 @get(identity_only("/block/latest/commitments/self"), opt=READ)
 async def own_commitment(
-    request: Request, netuid: int, identity_name: str
+    request: Request, netuid: FromPath[int], identity_name: FromPath[str]
 ) -> CommitmentV1 | CommitmentUnstable:
     identity = own_identity(request, identity_name, netuid)
     return await _commitment(request, netuid, identity.hotkey_ss58)
@@ -345,7 +364,7 @@ async def own_commitment(
 
 @get(identity_only("/block/latest/commitments/revealed/self"), opt=READ)
 async def own_revealed_commitments(
-    request: Request, netuid: int, identity_name: str
+    request: Request, netuid: FromPath[int], identity_name: FromPath[str]
 ) -> RevealedCommitmentsOfHotkey:
     identity = own_identity(request, identity_name, netuid)
     return await _revealed_of(request, netuid, identity.hotkey_ss58)
@@ -353,7 +372,7 @@ async def own_revealed_commitments(
 
 @get(subnet("/block/latest/commitments/revealed/{hotkey:str}"), opt=READ)
 async def revealed_commitments_of(
-    request: Request, netuid: int, hotkey: str, identity_name: str | None = None
+    request: Request, netuid: FromPath[int], hotkey: FromPath[str], identity_name: FromPath[str | None] = None
 ) -> RevealedCommitmentsOfHotkey:
     acting_identity(request, identity_name, netuid)
     return await _revealed_of(request, netuid, hotkey)
@@ -366,7 +385,7 @@ async def _revealed_of(request: Request, netuid: int, hotkey: str) -> RevealedCo
 
 @get(subnet("/block/latest/commitments/{hotkey:str}"), opt=READ)
 async def commitment(
-    request: Request, netuid: int, hotkey: str, identity_name: str | None = None
+    request: Request, netuid: FromPath[int], hotkey: FromPath[str], identity_name: FromPath[str | None] = None
 ) -> CommitmentV1 | CommitmentUnstable:
     """One hotkey's commitment; 404 if none (on v1 also for a timelock-encrypted one)."""
     acting_identity(request, identity_name, netuid)
@@ -386,7 +405,10 @@ async def _commitment(request: Request, netuid: int, hotkey: str) -> CommitmentV
 
 @post(identity_only("/commitments"), opt=WRITE, status_code=HTTP_201_CREATED)
 async def set_commitment(
-    request: Request, netuid: int, identity_name: str, data: JSONBody[SetCommitmentRequest]
+    request: Request,
+    netuid: FromPath[int],
+    identity_name: FromPath[str],
+    data: JSONBody[SetCommitmentRequest],
 ) -> DetailResponse:
     """Commit hex data for the identity's hotkey; 201 once it is in a block, 502 if the chain refused it."""
     identity = own_identity(request, identity_name, netuid)
@@ -398,7 +420,10 @@ async def set_commitment(
 
 @post(identity_only("/commitments/revealed"), opt=WRITE, status_code=HTTP_201_CREATED)
 async def set_revealed_commitment(
-    request: Request, netuid: int, identity_name: str, data: JSONBody[SetRevealedCommitmentRequest]
+    request: Request,
+    netuid: FromPath[int],
+    identity_name: FromPath[str],
+    data: JSONBody[SetRevealedCommitmentRequest],
 ) -> RevealRoundResponse:
     """Commit data timelock-encrypted until about `blocks_until_reveal` blocks from now."""
     identity = own_identity(request, identity_name, netuid)
@@ -409,14 +434,19 @@ async def set_revealed_commitment(
 
 
 @get(subnet("/block/latest/price"), opt=READ)
-async def latest_price(request: Request, netuid: int, identity_name: str | None = None) -> PriceResponse:
+async def latest_price(
+    request: Request, netuid: FromPath[int], identity_name: FromPath[str | None] = None
+) -> PriceResponse:
     acting_identity(request, identity_name, netuid)
     return await _price(request, netuid, None)
 
 
 @get(subnet("/block/{block_number:int}/price"), opt=READ)
 async def price_at(
-    request: Request, netuid: int, block_number: int, identity_name: str | None = None
+    request: Request,
+    netuid: FromPath[int],
+    block_number: FromPath[int],
+    identity_name: FromPath[str | None] = None,
 ) -> PriceResponse:
     acting_identity(request, identity_name, netuid)
     return await _price(request, netuid, block_number)
@@ -429,7 +459,7 @@ async def _price(request: Request, netuid: int, number: int | None) -> PriceResp
 
 @get(subnet("/block/latest/evm_associations"), opt=READ)
 async def evm_associations(
-    request: Request, netuid: int, identity_name: str | None = None
+    request: Request, netuid: FromPath[int], identity_name: FromPath[str | None] = None
 ) -> EvmAssociationsResponse:
     acting_identity(request, identity_name, netuid)
     block, found = await service_of(request).evm_associations(netuid)
@@ -446,9 +476,9 @@ def _mechanism(netuid: int, mechanism_id: int) -> None:
 @put(identity_only("/mechanism/{mechanism_id:int}/weights"), opt=WRITE, status_code=HTTP_202_ACCEPTED)
 async def put_mechanism_weights(
     request: Request,
-    netuid: int,
-    identity_name: str,
-    mechanism_id: int,
+    netuid: FromPath[int],
+    identity_name: FromPath[str],
+    mechanism_id: FromPath[int],
     data: JSONBody[SetWeightsRequest],
 ) -> SetWeightsResponse:
     """The `_unstable` weights PUT: mechanism 0 is the subnet's weights (a durable job, as PUT /weights)."""
@@ -459,7 +489,11 @@ async def put_mechanism_weights(
 
 @get(identity_only("/mechanism/{mechanism_id:int}/block/{block_number:int}/weights/status"), opt=READ)
 async def weights_status(
-    request: Request, netuid: int, identity_name: str, mechanism_id: int, block_number: int
+    request: Request,
+    netuid: FromPath[int],
+    identity_name: FromPath[str],
+    mechanism_id: FromPath[int],
+    block_number: FromPath[int],
 ) -> WeightsStatusResponse:
     """Whether the identity's weights reached the chain in the epoch containing the block."""
     identity = own_identity(request, identity_name, netuid)

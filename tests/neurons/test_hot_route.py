@@ -8,6 +8,7 @@ a hot route does not.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from prometheus_client import REGISTRY
 
 from app.main import create_app
 from app.metrics_buffer import BUFFER
+from app.settings import Settings
 from tests.client import PylonTestClient
 from tests.conftest import SettingsFactory, migrate
 from tests.keys.helpers import ADMIN, bearer, create_key
@@ -37,9 +39,9 @@ class Recorder:
             self.routed.append("route_handler" in scope)
 
 
-@pytest.fixture
-async def recorded(settings_factory: SettingsFactory) -> AsyncIterator[tuple[AsyncTestClient, Recorder]]:
-    settings = settings_factory(PYLON_LOCAL_BLOCK_TIME="3600", PYLON_LOCAL_NEURONS="16")
+@asynccontextmanager
+async def recording(settings: Settings) -> AsyncIterator[tuple[AsyncTestClient, Recorder]]:
+    """A test client on a migrated app whose requests go through a Recorder."""
     migrate(settings)
     app = create_app(settings)
     recorder = Recorder(app)
@@ -47,6 +49,14 @@ async def recorded(settings_factory: SettingsFactory) -> AsyncIterator[tuple[Asy
         # The test client calls the app it was given; route requests through the recorder instead.
         client.app = recorder  # type: ignore[assignment]
         yield client, recorder
+
+
+@pytest.fixture
+async def recorded(settings_factory: SettingsFactory) -> AsyncIterator[tuple[AsyncTestClient, Recorder]]:
+    async with recording(
+        settings_factory(PYLON_LOCAL_BLOCK_TIME="3600", PYLON_LOCAL_NEURONS="16")
+    ) as recorded:
+        yield recorded
 
 
 def comparable(headers: Any) -> dict[str, str]:

@@ -10,10 +10,8 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
-from app.main import create_app
-from tests.client import PylonTestClient
-from tests.conftest import SettingsFactory, migrate
-from tests.neurons.test_hot_route import Recorder
+from tests.conftest import SettingsFactory
+from tests.neurons.test_hot_route import Recorder, recording
 from tests.peer.conftest import IDENTITY_TOKEN, OPEN_TOKEN, OTHER_TOKEN, make_wallet
 
 SN1 = {"Authorization": f"Bearer {IDENTITY_TOKEN}"}
@@ -41,12 +39,8 @@ async def peer(
         PYLON_ID_SN2_NETUID="2",
         PYLON_ID_SN2_TOKEN=OTHER_TOKEN,
     )
-    migrate(settings)
-    app = create_app(settings)
-    recorder = Recorder(app)
-    async with PylonTestClient(app=app) as client:
-        client.app = recorder  # type: ignore[assignment]
-        yield client, recorder
+    async with recording(settings) as recorded:
+        yield recorded
 
 
 async def test_latest_neurons_are_hot_on_every_base(peer: Any) -> None:

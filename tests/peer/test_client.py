@@ -35,28 +35,26 @@ from tests.peer.conftest import IDENTITY_TOKEN, OPEN_TOKEN, OTHER_TOKEN
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-def async_config(server: LiveServer, **overrides: object) -> AsyncConfig:
+def config_values(server: LiveServer, retry: object, **overrides: object) -> dict[str, object]:
+    """The client's settings for this server: both tokens, the sn1 identity, one attempt per call."""
     values: dict[str, object] = {
         "address": server.url,
         "open_access_token": OPEN_TOKEN,
         "identity_name": "sn1",
         "identity_token": IDENTITY_TOKEN,
-        "retry": ASYNC_DEFAULT_RETRIES.copy(stop=stop_after_attempt(1)),
+        "retry": retry,
     }
-    values.update(overrides)
-    return AsyncConfig(**values)  # type: ignore[arg-type]
+    return {**values, **overrides}
+
+
+def async_config(server: LiveServer, **overrides: object) -> AsyncConfig:
+    retry = ASYNC_DEFAULT_RETRIES.copy(stop=stop_after_attempt(1))
+    return AsyncConfig(**config_values(server, retry, **overrides))  # type: ignore[arg-type]
 
 
 def sync_config(server: LiveServer, **overrides: object) -> Config:
-    values: dict[str, object] = {
-        "address": server.url,
-        "open_access_token": OPEN_TOKEN,
-        "identity_name": "sn1",
-        "identity_token": IDENTITY_TOKEN,
-        "retry": DEFAULT_RETRIES.copy(stop=stop_after_attempt(1)),
-    }
-    values.update(overrides)
-    return Config(**values)  # type: ignore[arg-type]
+    retry = DEFAULT_RETRIES.copy(stop=stop_after_attempt(1))
+    return Config(**config_values(server, retry, **overrides))  # type: ignore[arg-type]
 
 
 def wait_for_block(server: LiveServer, number: int) -> None:
