@@ -3,6 +3,18 @@
 Transport-free: `LocalNode.handle(session, method, params)` answers one call; `server.py` carries the calls
 over websocket and HTTP POST. A session is anything with `async notify(method, subscription, result)`.
 Everything runs on one event loop (the simulated chain is not thread-safe).
+
+Served from the model: blocks with their extrinsics (`chain_getBlock`: the `Timestamp.set` inherent at index
+0, then the signed extrinsics received, as bytes), `Timestamp.Now` (the model's 12 s per block number, not the
+wall clock), `Drand.LastStoredRound`, `Commitments.CommitmentOf`/`LastCommitment`/`RevealedCommitments`,
+`SubtensorModule.AssociatedEvmAddress` and `NetworksAdded`, and `SwapRuntimeApi.current_alpha_price`;
+`Commitments.set_commitment` (one `Raw<n>` or `TimelockEncrypted` field) is accepted.
+Not served: the price storage (`SubnetMovingPrice`, `SubnetTAO`, `SubnetAlphaIn`, `Swap.*`: prices come from
+the runtime API only); `UsedSpaceOf`/`MaxSpace` (the model limits commitments by a block rate limit, refused
+as this runtime's `SpaceLimitExceeded`); revealing timelocked commitments or weights submitted here (revealing
+needs drand's signature for the round, which an offline node never has: they stay committed); commitments of
+several fields. Extrinsics the node fails itself (an unknown mechanism) appear in its blocks but not in the
+model's decoded body.
 """
 
 from __future__ import annotations
