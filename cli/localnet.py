@@ -70,6 +70,9 @@ def localnet(
     tempo: Annotated[int, typer.Option(help="Blocks per epoch.")] = 360,
     weights_rate_limit: Annotated[int, typer.Option(help="Blocks between weight sets of one hotkey.")] = 100,
     commit_reveal: Annotated[bool, typer.Option(help="Subnets take timelocked weight commits only.")] = False,
+    commitment_rate_limit: Annotated[
+        int, typer.Option(help="Blocks between two commitments of one hotkey on one subnet (subtensor: 100).")
+    ] = 10,
 ) -> None:
     """Run a local subtensor node that turbobt and bittensor connect to (ws://HOST:PORT)."""
     from app.chain.client import SubnetHyperparams
@@ -99,6 +102,7 @@ def localnet(
         hyperparams=SubnetHyperparams(
             tempo=tempo, weights_rate_limit=weights_rate_limit, commit_reveal_weights_enabled=commit_reveal
         ),
+        commitment_rate_limit=commitment_rate_limit,
     )
 
     async def run() -> None:

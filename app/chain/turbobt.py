@@ -9,6 +9,12 @@ turbobt's pitfalls (measured against a subtensor node), and what this adapter do
 - A dropped connection stays dropped: on a transport error the connection is closed and reopened on the
   next call, after an exponential backoff.
 - The default `version_key` is 9003000: callers pass theirs explicitly.
+- `commitments.fetch` maps a `Raw0` field ([] once decoded) and a ciphertext that happens to be UTF-8
+  (decoded as text) wrongly: `CommitmentOf` is read raw and mapped here (`commitment_from_turbobt`).
+- `commitments.set`/`set_revealed` return neither the extrinsic nor its hash: the adapter submits
+  `Commitments.set_commitment` itself (with bittensor_drand's ciphertext for timelocked ones).
+- Nothing wraps alpha prices: they come from the runtime's `SwapRuntimeApi.current_alpha_price` per subnet
+  (the price of V2 and V3 pools alike; root is 1 TAO), the subnets from `NetworksAdded`'s keys.
 
 Blocks older than `archive_blocks_cutoff` behind the head are read from the archive node; a main node that
 answers "unknown block" / pruned state for a younger block also falls back to the archive
@@ -29,6 +35,7 @@ from prometheus_client import Counter, Histogram
 from app.chain.client import (
     DEFAULT_VERSION_KEY,
     AxonInfo,
+    BlockExtrinsic,
     BlockInfo,
     BlockNotFound,
     Certificate,
@@ -36,9 +43,14 @@ from app.chain.client import (
     ChainError,
     ChainTimeout,
     ChainUnavailable,
+    Commitment,
+    EvmAssociation,
+    ExtrinsicCall,
+    ExtrinsicCallArg,
     ExtrinsicFailed,
     ExtrinsicResult,
     Neuron,
+    RevealedCommitment,
     Signer,
     Stakes,
     SubnetHyperparams,
@@ -63,6 +75,12 @@ FALLBACK_TOTAL = Counter(
 )
 
 RAO = 1_000_000_000
+# The Commitments pallet's `Data::Raw0..Raw128`: no Raw field holds more.
+MAX_RAW_COMMITMENT = 128
+# What bittensor_drand assumes to turn blocks until reveal into a drand round.
+BLOCK_SECONDS = 12.0
+# Runtime calls in flight at once when reading every subnet's price.
+PRICE_CONCURRENCY = 16
 # Mapped to a reconnect: what a dropped websocket or a refused connection raises.
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, OSError, EOFError)
 _NO_SUCH_ERROR = type("_NoSuchError", (Exception,), {})
@@ -152,6 +170,82 @@ def certificate_from_turbobt(certificate: Mapping[str, Any]) -> Certificate:
         algorithm=int(certificate["algorithm"]),
         public_key=str(certificate["public_key"]).removeprefix("0x"),
     )
+
+
+def _vec_bytes(value: Any) -> bytes:
+    """Bytes as scalecodec decodes them: 0x-hex, a list of ints ([u8; 0]), or text when they were UTF-8."""
+    if isinstance(value, list | tuple):
+        return bytes(value)
+    if isinstance(value, str) and value.startswith("0x"):
+        try:
+            return bytes.fromhex(value[2:])
+        except ValueError:
+            pass
+    if isinstance(value, str):
+        return value.encode()
+    return bytes(value or b"")
+
+
+def commitment_from_turbobt(hotkey: str, registration: Mapping[str, Any]) -> Commitment | None:
+    """A `CommitmentOf` registration as Pylon's `Commitment` (its first data field; None if it has none)."""
+    fields = registration.get("info", {}).get("fields", [])
+    field = next((f for f in fields if isinstance(f, dict)), None)
+    if not field:
+        return None
+    if "TimelockEncrypted" in field:
+        sealed = field["TimelockEncrypted"]
+        return Commitment(
+            hotkey=hotkey,
+            block=int(registration["block"]),
+            data=_vec_bytes(sealed["encrypted"]),
+            kind="timelock_encrypted",
+            reveal_round=int(sealed["reveal_round"]),
+        )
+    return Commitment(
+        hotkey=hotkey, block=int(registration["block"]), data=_vec_bytes(next(iter(field.values())))
+    )
+
+
+def _ss58(address: Any) -> str | None:
+    """A decoded extrinsic's signer: ss58 already, a 0x account id, or a MultiAddress `{"Id": ...}`."""
+    if isinstance(address, dict):
+        address = address.get("Id")
+    if not address:
+        return None
+    text = str(address)
+    if text.startswith("0x"):
+        import scalecodec.utils.ss58
+
+        return str(scalecodec.utils.ss58.ss58_encode(text))
+    return text
+
+
+def extrinsic_from_turbobt(number: int, index: int, extrinsic: Mapping[str, Any]) -> BlockExtrinsic:
+    call = extrinsic.get("call") or {}
+    return BlockExtrinsic(
+        block_number=number,
+        extrinsic_index=index,
+        extrinsic_hash=str(extrinsic.get("extrinsic_hash") or ""),
+        extrinsic_length=int(extrinsic.get("extrinsic_length") or 0),
+        address=_ss58(extrinsic.get("address")),
+        call=ExtrinsicCall(
+            call_module=str(call.get("call_module", "")),
+            call_function=str(call.get("call_function", "")),
+            call_args=[
+                ExtrinsicCallArg(name=str(arg["name"]), type=str(arg["type"]), value=arg["value"])
+                for arg in call.get("call_args", [])
+            ],
+        ),
+    )
+
+
+def _raw_commitment_info(data: bytes) -> dict[str, Any]:
+    if len(data) > MAX_RAW_COMMITMENT:
+        # There is no Raw129 variant to encode: refuse here rather than with an encoder's error.
+        raise ValueError(
+            f"commitment data is {len(data)} bytes; a Raw field holds at most {MAX_RAW_COMMITMENT}"
+        )
+    return {"fields": [[{f"Raw{len(data)}": bytes(data)}]]}
 
 
 # -------------------------------------------------------------------------------------------- client
@@ -288,7 +382,7 @@ class TurbobtChainClient(ChainClient):
     async def _read(
         self,
         operation: str,
-        netuid: int,
+        netuid: int | None,
         block: BlockInfo | None,
         func: Callable[[Any, str], Awaitable[T]],
     ) -> tuple[BlockInfo, T]:
@@ -390,6 +484,107 @@ class TurbobtChainClient(ChainClient):
 
         _, certificate = await self._read("certificate", netuid, block, get)
         return certificate_from_turbobt(certificate) if certificate else None
+
+    async def block_timestamp(self, block: BlockInfo | None = None) -> int:
+        async def get(bt: Any, block_hash: str) -> Any:
+            return await bt.subtensor.timestamp.Now.get(block_hash=block_hash)
+
+        block, now = await self._read("block_timestamp", None, block, get)
+        if now is None:
+            raise BlockNotFound(block.number, "has no timestamp")
+        return int(now) // 1000
+
+    async def extrinsic(self, block: BlockInfo, index: int) -> BlockExtrinsic | None:
+        async def get(bt: Any, block_hash: str) -> Any:
+            return await bt.subtensor.chain.getBlock(block_hash)
+
+        block, signed = await self._read("extrinsic", None, block, get)
+        if not signed:
+            raise BlockNotFound(block.number, f"with hash {block.hash} not found")
+        extrinsics = signed["block"]["extrinsics"]
+        if not 0 <= index < len(extrinsics):
+            return None
+        return extrinsic_from_turbobt(block.number, index, extrinsics[index])
+
+    async def commitments(self, netuid: int, block: BlockInfo | None = None) -> dict[str, Commitment]:
+        async def get(bt: Any, block_hash: str) -> Any:
+            return await bt.subtensor.commitments.CommitmentOf.fetch(netuid, block_hash=block_hash)
+
+        _, rows = await self._read("commitments", netuid, block, get)
+        found = (commitment_from_turbobt(hotkey, registration) for (_, hotkey), registration in rows or [])
+        return {c.hotkey: c for c in found if c is not None}
+
+    async def commitment(self, netuid: int, hotkey: str, block: BlockInfo | None = None) -> Commitment | None:
+        async def get(bt: Any, block_hash: str) -> Any:
+            return await bt.subtensor.commitments.CommitmentOf.get(netuid, hotkey, block_hash=block_hash)
+
+        _, registration = await self._read("commitment", netuid, block, get)
+        return commitment_from_turbobt(hotkey, registration) if registration else None
+
+    async def revealed_commitments(
+        self, netuid: int, block: BlockInfo | None = None
+    ) -> dict[str, list[RevealedCommitment]]:
+        async def get(bt: Any, block_hash: str) -> Any:
+            return await bt.subnet(netuid).commitments.fetch_revealed(block_hash=block_hash)
+
+        _, revealed = await self._read("revealed_commitments", netuid, block, get)
+        return {
+            hotkey: [
+                RevealedCommitment(hotkey=hotkey, reveal_block=int(r["reveal_block"]), data=str(r["data"]))
+                for r in entries
+            ]
+            for hotkey, entries in (revealed or {}).items()
+        }
+
+    async def alpha_prices(self, block: BlockInfo | None = None) -> dict[int, int]:
+        async def get(bt: Any, block_hash: str) -> dict[int, int]:
+            prefix = "0x" + (_twox128(b"SubtensorModule") + _twox128(b"NetworksAdded")).hex()
+            keys = await bt.subtensor.state.getKeys(prefix, block_hash=block_hash)
+            # NetworksAdded hashes its u16 netuid with Identity: the key ends in it, little-endian.
+            netuids = sorted({int.from_bytes(bytes.fromhex(key[-4:]), "little") for key in keys or []})
+            limit = asyncio.Semaphore(PRICE_CONCURRENCY)
+
+            async def price(netuid: int) -> int:
+                async with limit:
+                    value = await bt.subtensor.api_call(
+                        "SwapRuntimeApi", "current_alpha_price", netuid=netuid, block_hash=block_hash
+                    )
+                    return int(value or 0)
+
+            prices = await asyncio.gather(*(price(netuid) for netuid in netuids))
+            return dict(zip(netuids, prices, strict=True))
+
+        _, prices = await self._read("alpha_prices", None, block, get)
+        return prices
+
+    async def evm_associations(
+        self, netuid: int, block: BlockInfo | None = None
+    ) -> dict[str, EvmAssociation]:
+        async def get(bt: Any, block_hash: str) -> tuple[Any, Any]:
+            evm, uids = await asyncio.gather(
+                bt.subnet(netuid).associated_evm_addresses.fetch(block_hash=block_hash),
+                bt.subtensor.subtensor_module.Uids.fetch(netuid, block_hash=block_hash),
+            )
+            return evm, uids
+
+        _, (evm, uids) = await self._read("evm_associations", netuid, block, get)
+        hotkey_of_uid = {uid: hotkey for (_, hotkey), uid in uids or []}
+        return {
+            hotkey_of_uid[uid]: EvmAssociation(
+                hotkey=hotkey_of_uid[uid],
+                evm_address=str(association[0]).lower(),
+                last_block_where_ownership_was_proven=int(association[1]),
+            )
+            for uid, association in (evm or {}).items()
+            if uid in hotkey_of_uid
+        }
+
+    async def drand_last_stored_round(self, block: BlockInfo | None = None) -> int:
+        async def get(bt: Any, block_hash: str) -> Any:
+            return await bt.subtensor.drand.get_last_stored_round(block_hash=block_hash)
+
+        _, last = await self._read("drand_last_stored_round", None, block, get)
+        return int(last or 0)
 
     async def weights(self, netuid: int, block: BlockInfo | None = None) -> dict[int, dict[int, int]]:
         async def get(bt: Any, block_hash: str) -> Any:
@@ -530,11 +725,46 @@ class TurbobtChainClient(ChainClient):
         await self._extrinsic("serve_axon", netuid, submit)
         return self._result()
 
+    async def _set_commitment(self, operation: str, signer: Signer, netuid: int, info: dict[str, Any]) -> str:
+        wallet = _as_wallet(signer)
+
+        async def submit(bt: Any) -> str:
+            extrinsic = await bt.subtensor.commitments.set_commitment(netuid, info, wallet=wallet)
+            await extrinsic.wait_for_finalization()
+            return "0x" + bytes(extrinsic.extrinsic.extrinsic_hash).hex()
+
+        return await self._extrinsic(operation, netuid, submit)
+
+    async def set_commitment(self, signer: Signer, netuid: int, data: bytes) -> ExtrinsicResult:
+        info = _raw_commitment_info(data)
+        extrinsic_hash = await self._set_commitment("set_commitment", signer, netuid, info)
+        return self._result(extrinsic_hash=extrinsic_hash)
+
+    async def set_timelocked_commitment(
+        self, signer: Signer, netuid: int, data: str, blocks_until_reveal: int
+    ) -> ExtrinsicResult:
+        import bittensor_drand
+
+        # What turbobt's `commitments.set_revealed` does, keeping the extrinsic hash.
+        encrypted, reveal_round = bittensor_drand.get_encrypted_commitment(
+            data, blocks_until_reveal, BLOCK_SECONDS
+        )
+        info = {"fields": [[{"TimelockEncrypted": {"encrypted": encrypted, "reveal_round": reveal_round}}]]}
+        extrinsic_hash = await self._set_commitment("set_timelocked_commitment", signer, netuid, info)
+        return self._result(int(reveal_round), extrinsic_hash=extrinsic_hash)
+
     async def close(self) -> None:
         for uri in list(self._connections):
             connection = self._connections.pop(uri)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), 2.0)
+
+
+def _twox128(data: bytes) -> bytes:
+    """Substrate's storage prefix hash (two xxh64 halves, little-endian)."""
+    import xxhash
+
+    return xxhash.xxh64(data, seed=0).digest()[::-1] + xxhash.xxh64(data, seed=1).digest()[::-1]
 
 
 def _is_pruned_state(exc: BaseException) -> bool:

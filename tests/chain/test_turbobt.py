@@ -12,8 +12,21 @@ from typing import Any
 import pytest
 from turbobt.neuron import Neuron as TurbobtNeuron
 
-from app.chain.client import BlockInfo, BlockNotFound, ChainTimeout, ChainUnavailable, UnknownNetuid
-from app.chain.turbobt import FALLBACK_TOTAL, TurbobtChainClient, hyperparams_from_turbobt
+from app.chain.client import (
+    BlockInfo,
+    BlockNotFound,
+    ChainTimeout,
+    ChainUnavailable,
+    Commitment,
+    UnknownNetuid,
+)
+from app.chain.turbobt import (
+    FALLBACK_TOTAL,
+    TurbobtChainClient,
+    commitment_from_turbobt,
+    extrinsic_from_turbobt,
+    hyperparams_from_turbobt,
+)
 
 HOTKEY = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
 COLDKEY = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"
@@ -251,3 +264,49 @@ async def test_a_real_chain_starts_nothing_and_registers_no_dev_validator() -> N
     client.start()
     assert await client.register_dev_validator(HOTKEY) == {}
     assert nodes.connects == 0
+
+
+# ------------------------------------------------------------------------------------ commitments, blocks
+def test_commitments_map_every_shape_scalecodec_decodes() -> None:
+    """`Raw0` decodes as [], a ciphertext that is valid UTF-8 as text: both turbobt's own mapping trips on."""
+    raw = {"deposit": 0, "block": 9, "info": {"fields": [{"Raw3": "0x616263"}]}}
+    empty = {"deposit": 0, "block": 9, "info": {"fields": [{"Raw0": []}]}}
+    sealed = {
+        "deposit": 0,
+        "block": 9,
+        "info": {"fields": [{"TimelockEncrypted": {"encrypted": "\x01\x02", "reveal_round": 77}}]},
+    }
+    assert commitment_from_turbobt(HOTKEY, raw) == Commitment(hotkey=HOTKEY, block=9, data=b"abc")
+    assert commitment_from_turbobt(HOTKEY, empty) == Commitment(hotkey=HOTKEY, block=9, data=b"")
+    assert commitment_from_turbobt(HOTKEY, sealed) == Commitment(
+        hotkey=HOTKEY, block=9, data=b"\x01\x02", kind="timelock_encrypted", reveal_round=77
+    )
+    assert commitment_from_turbobt(HOTKEY, {"block": 9, "info": {"fields": []}}) is None
+
+
+def test_a_decoded_extrinsic_becomes_a_block_extrinsic() -> None:
+    decoded = {
+        "extrinsic_hash": "0xab",
+        "extrinsic_length": 140,
+        "address": "0xd43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d",
+        "call": {
+            "call_module": "SubtensorModule",
+            "call_function": "set_weights",
+            "call_args": [{"name": "netuid", "type": "NetUid", "value": 1}],
+        },
+    }
+    extrinsic = extrinsic_from_turbobt(5, 1, decoded)
+    assert extrinsic.address == HOTKEY
+    assert (extrinsic.block_number, extrinsic.extrinsic_index, extrinsic.extrinsic_length) == (5, 1, 140)
+    assert extrinsic.call.call_args[0].value == 1
+    inherent = extrinsic_from_turbobt(5, 0, {"extrinsic_hash": "0xcd", "extrinsic_length": 10, "call": {}})
+    assert inherent.address is None
+
+
+async def test_oversized_commitments_are_refused_before_any_connection() -> None:
+    async def never(uri: str) -> Any:
+        raise AssertionError("no connection expected")
+
+    client = TurbobtChainClient("ws://unused", archive_network=None, connect=never)
+    with pytest.raises(ValueError, match="at most 128"):
+        await client.set_commitment(object(), 1, b"x" * 129)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.chain.client import Certificate
-from app.devchain.calls import Call, CommitWeights, ServeAxon, SetWeights
+from app.devchain.calls import Call, CommitWeights, ServeAxon, SetCommitment, SetWeights
 from app.devchain.node.codec import Runtime, blake2_256, hexstr, ss58
 
 SIGNED_V4 = 0x84
@@ -114,7 +114,7 @@ def decode(runtime: Runtime, data: bytes) -> SignedExtrinsic:
         "call_function": decoded["call"]["call_function"],
         "call_args": {arg["name"]: arg["value"] for arg in decoded["call"]["call_args"]},
     }
-    call_bytes = runtime.encode("Call", call_value)
+    call_bytes = runtime.encode("Call", _encodable(call_value))
     if not body.endswith(call_bytes):
         raise InvalidTransaction("Could not locate the call in the extrinsic")
     extra = body[99 : len(body) - len(call_bytes)]
@@ -132,6 +132,17 @@ def decode(runtime: Runtime, data: bytes) -> SignedExtrinsic:
         call_bytes=call_bytes,
         extra=extra,
     )
+
+
+def _encodable(call: dict[str, Any]) -> dict[str, Any]:
+    """The decoded call in the shape scalecodec encodes: a `BoundedVec` (commitment fields) decodes as a list
+    but encodes from a one-element composite around it."""
+    if (call["call_module"], call["call_function"]) != ("Commitments", "set_commitment"):
+        return call
+    info = call["call_args"].get("info")
+    if not isinstance(info, dict) or not isinstance(info.get("fields"), list):
+        return call
+    return {**call, "call_args": {**call["call_args"], "info": {**info, "fields": [info["fields"]]}}}
 
 
 def _is_unit(runtime: Runtime, type_id: int) -> bool:
@@ -199,12 +210,48 @@ def _bytes(value: Any) -> bytes:
     return bytes(value)
 
 
+def _commitment_call(args: dict[str, Any]) -> SetCommitment:
+    """`Commitments.set_commitment` with one field: Raw bytes, or a timelock ciphertext (which the local node
+    stores but can never reveal: revealing needs drand's signature for the round)."""
+    info = args["info"]
+    fields = info.get("fields", []) if isinstance(info, dict) else []
+    if len(fields) != 1 or not isinstance(fields[0], dict) or len(fields[0]) != 1:
+        raise UnsupportedCall(
+            "pylon localnet models commitments of exactly one field (Raw<n> or TimelockEncrypted)"
+        )
+    ((kind, value),) = fields[0].items()
+    netuid = int(args["netuid"])
+    if kind == "TimelockEncrypted":
+        return SetCommitment(
+            netuid=netuid, data=_vec_bytes(value["encrypted"]), reveal_round=int(value["reveal_round"])
+        )
+    if not kind.startswith("Raw"):
+        raise UnsupportedCall(f"pylon localnet does not model commitment fields of kind {kind}")
+    return SetCommitment(netuid=netuid, data=_vec_bytes(value))
+
+
+def _vec_bytes(value: Any) -> bytes:
+    """Bytes as scalecodec decodes them: 0x-hex, a list of ints ([u8; 0]), or text when they were UTF-8."""
+    if isinstance(value, list | tuple):
+        return bytes(value)
+    if isinstance(value, str) and value.startswith("0x"):
+        try:
+            return bytes.fromhex(value[2:])
+        except ValueError:
+            pass
+    if isinstance(value, str):
+        return value.encode()
+    return bytes(value)
+
+
 def to_call(xt: SignedExtrinsic) -> tuple[Call, int]:
     """The simulated chain's call for this extrinsic and its mechanism id; UnsupportedCall otherwise."""
+    if xt.call_module == "Commitments" and xt.call_function == "set_commitment":
+        return _commitment_call(xt.call_args), 0
     if xt.call_module != "SubtensorModule" or xt.call_function not in SUPPORTED_CALLS:
         raise UnsupportedCall(
             f"pylon localnet does not implement {xt.call_module}.{xt.call_function} "
-            f"(supported: {', '.join(sorted(SUPPORTED_CALLS))})"
+            f"(supported: {', '.join(sorted(SUPPORTED_CALLS))}, Commitments.set_commitment)"
         )
     args = xt.call_args
     mechanism = int(args.get("mecid", 0) or 0)

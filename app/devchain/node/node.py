@@ -3,6 +3,18 @@
 Transport-free: `LocalNode.handle(session, method, params)` answers one call; `server.py` carries the calls
 over websocket and HTTP POST. A session is anything with `async notify(method, subscription, result)`.
 Everything runs on one event loop (the simulated chain is not thread-safe).
+
+Served from the model: blocks with their extrinsics (`chain_getBlock`: the `Timestamp.set` inherent at index
+0, then the signed extrinsics received, as bytes), `Timestamp.Now` (the model's 12 s per block number, not the
+wall clock), `Drand.LastStoredRound`, `Commitments.CommitmentOf`/`LastCommitment`/`RevealedCommitments`,
+`SubtensorModule.AssociatedEvmAddress` and `NetworksAdded`, and `SwapRuntimeApi.current_alpha_price`;
+`Commitments.set_commitment` (one `Raw<n>` or `TimelockEncrypted` field) is accepted.
+Not served: the price storage (`SubnetMovingPrice`, `SubnetTAO`, `SubnetAlphaIn`, `Swap.*`: prices come from
+the runtime API only); `UsedSpaceOf`/`MaxSpace` (the model limits commitments by a block rate limit, refused
+as this runtime's `SpaceLimitExceeded`); revealing timelocked commitments or weights submitted here (revealing
+needs drand's signature for the round, which an offline node never has: they stay committed); commitments of
+several fields. Extrinsics the node fails itself (an unknown mechanism) appear in its blocks but not in the
+model's decoded body.
 """
 
 from __future__ import annotations
@@ -20,18 +32,16 @@ from typing import Any, Protocol
 import structlog
 
 from app.chain.client import BlockNotFound, SubnetHyperparams, UnknownNetuid
+from app.devchain import clock, market
 from app.devchain.calls import CommitWeights
 from app.devchain.model import SimulatedChain
 from app.devchain.node import extrinsics, runtime_api
-from app.devchain.node.codec import Runtime, hexstr
+from app.devchain.node.codec import Runtime, blake2_256, hexstr
 from app.devchain.node.storage import BlockContext, Storage
 from app.devchain.state import BlockRecord
 
 log = structlog.get_logger(__name__)
 
-# drand quicknet (what subtensor's timelocked commits target): genesis time and period in seconds.
-DRAND_GENESIS = 1_692_803_367
-DRAND_PERIOD = 3
 # A watcher created just now may not be registered on the client yet (turbobt registers its queue after
 # the submit call returns), so its first notification waits this long.
 NOTIFY_GRACE = 0.05
@@ -102,7 +112,6 @@ class LocalNode:
         self._ids = itertools.count(1)
         self._bodies: OrderedDict[int, list[Included]] = OrderedDict()
         self._events: dict[int, bytes] = {}
-        self._timestamps: dict[int, int] = {chain.head.number: int(time.time() * 1000)}
         self._pending: dict[str, bytes] = {}  # simulated hash -> extrinsic bytes
         self._commits: dict[tuple[int, str, int], tuple[bytes, int]] = {}
         self._commit_owner: dict[str, tuple[int, str]] = {}
@@ -205,7 +214,7 @@ class LocalNode:
     def header(self, number: int) -> dict[str, Any]:
         parent = self.hash_of(number - 1) if number > 0 else "0x" + "00" * 32
         digest = hashlib.blake2b(f"state:{self.chain.seed}:{number}".encode(), digest_size=32).hexdigest()
-        body = b"".join(x.data for x in self._bodies.get(number, []))
+        body = b"".join(x.data for x in self.body(number))
         return {
             "parentHash": parent,
             "number": hex(number),
@@ -215,14 +224,27 @@ class LocalNode:
         }
 
     def timestamp_ms(self, number: int) -> int:
-        known = self._timestamps.get(number)
-        if known is not None:
-            return known
-        first = min(self._timestamps)
-        return self._timestamps[first] - int((first - number) * self.block_time * 1000)
+        """The model's deterministic block time (12 s per block number, whatever `block_time` paces)."""
+        return clock.timestamp_ms(number)
 
     def drand_round(self, number: int) -> int:
-        return max(0, (self.timestamp_ms(number) // 1000 - DRAND_GENESIS) // DRAND_PERIOD)
+        return clock.drand_round(number)
+
+    def alpha_price(self, netuid: int, number: int) -> int:
+        return market.alpha_price(self.chain.seed, netuid, number)
+
+    def body(self, number: int) -> list[Included]:
+        """The block's extrinsics as bytes: the `Timestamp.set` inherent, then the signed ones included."""
+        inherent = self.runtime.encode(
+            "Extrinsic",
+            {
+                "call_module": "Timestamp",
+                "call_function": "set",
+                "call_args": {"now": self.timestamp_ms(number)},
+            },
+        )
+        first = Included(data=inherent, hash=hexstr(blake2_256(inherent)), success=True, error_name=None)
+        return [first, *self._bodies.get(number, [])]
 
     def commit_payload(self, netuid: int, hotkey: str, commit_block: int) -> tuple[bytes, int]:
         return self._commits.get((netuid, hotkey, commit_block), (b"", 0))
@@ -233,7 +255,7 @@ class LocalNode:
             return cached
         records = []
         info = {"weight": {"ref_time": 0, "proof_size": 0}, "class": "Normal", "pays_fee": "Yes"}
-        for index, included in enumerate(self._bodies.get(number, [])):
+        for index, included in enumerate(self.body(number)):
             if included.success:
                 event: dict[str, Any] = {"System": {"ExtrinsicSuccess": {"dispatch_info": info}}}
             else:
@@ -252,14 +274,22 @@ class LocalNode:
         return encoded
 
     def _dispatch_error(self, name: str) -> Any:
-        aliases = {"SubNetworkDoesNotExist": "SubnetNotExists", "InvalidWeight": "WeightVecLengthIsLow"}
+        aliases = {
+            "SubNetworkDoesNotExist": "SubnetNotExists",
+            "InvalidWeight": "WeightVecLengthIsLow",
+            # Runtimes since the space-based limit (spec 318 among them) have no RateLimit error: their
+            # refusal of a too-frequent commitment is SpaceLimitExceeded.
+            "CommitmentSetRateLimitExceeded": "SpaceLimitExceeded",
+        }
         for candidate in (name, aliases.get(name)):
             if candidate is None:
                 continue
-            found = self.runtime.module_error("SubtensorModule", candidate)
-            if found is not None:
-                pallet_index, error_index = found
-                return {"Module": {"index": pallet_index, "error": hexstr(bytes([error_index, 0, 0, 0]))}}
+            for pallet in ("SubtensorModule", "Commitments"):
+                found = self.runtime.module_error(pallet, candidate)
+                if found is not None:
+                    pallet_index, error_index = found
+                    error = hexstr(bytes([error_index, 0, 0, 0]))
+                    return {"Module": {"index": pallet_index, "error": error}}
         return "Other"
 
     # ----------------------------------------------------------------------------------- producer
@@ -287,7 +317,6 @@ class LocalNode:
     async def produce_block(self) -> BlockRecord:
         """Make one block: apply queued extrinsics, record events, notify watchers and head subscribers."""
         record = self.chain.produce_block()
-        self._timestamps[record.number] = int(time.time() * 1000)
         included: list[Included] = []
         for sim_hash in record.extrinsics:
             data = self._pending.pop(sim_hash, b"")
@@ -317,7 +346,6 @@ class LocalNode:
         while len(self._bodies) > self.chain.state_history:
             old, _ = self._bodies.popitem(last=False)
             self._events.pop(old, None)
-            self._timestamps.pop(old, None)
         self.new_block.set()
         self.new_block = asyncio.Event()
         header = self.header(record.number)
@@ -381,7 +409,7 @@ class LocalNode:
         return {
             "block": {
                 "header": self.header(number),
-                "extrinsics": [hexstr(x.data) for x in self._bodies.get(number, [])],
+                "extrinsics": [hexstr(x.data) for x in self.body(number)],
             },
             "justifications": None,
         }
@@ -437,6 +465,15 @@ class LocalNode:
         if name == "Metadata_metadata_versions":
             return hexstr(self.runtime.encode("Vec<u32>", [14, 15]))
         record = self.record_at(block_hash)
+        if name == "SwapRuntimeApi_current_alpha_price":
+            args = runtime_api.decode_netuid_args(
+                self.runtime, "SwapRuntimeApi", "current_alpha_price", payload
+            )
+            netuid = int(args["netuid"])
+            price = self.alpha_price(netuid, record.number) if netuid in self.known_netuids(record) else 0
+            return hexstr(
+                self.runtime.encode(self.runtime.api_output("SwapRuntimeApi", "current_alpha_price"), price)
+            )
         api, _, method = str(name).partition("_")
         handlers = {
             ("NeuronInfoRuntimeApi", "get_neurons_lite"): lambda snap, args: (
@@ -471,6 +508,11 @@ class LocalNode:
         return hexstr(
             await self._cached_call(record.hash, str(name), payload, lambda: handler(snapshot, args))
         )
+
+    @staticmethod
+    def known_netuids(record: BlockRecord) -> set[int]:
+        """The block's subnets and root (netuid 0), which every subtensor chain has."""
+        return {market.ROOT_NETUID, *record.subnets}
 
     _call_cache: OrderedDict[tuple[str, str, bytes], bytes]
 
@@ -603,10 +645,17 @@ def build_node(
     register: list[str] | tuple[str, ...] = (),
     validators: list[str] | tuple[str, ...] = (),
     hyperparams: SubnetHyperparams | None = None,
+    commitment_rate_limit: int = 100,
 ) -> LocalNode:
     """A node over a fresh simulated chain: `register` hotkeys join every subnet, `validators` also get a
     validator permit and stake, so a developer's own wallet can set weights and serve an axon."""
-    chain = SimulatedChain(netuids=netuids, neurons=neurons, seed=seed, hyperparams=hyperparams)
+    chain = SimulatedChain(
+        netuids=netuids,
+        neurons=neurons,
+        seed=seed,
+        hyperparams=hyperparams,
+        commitment_rate_limit=commitment_rate_limit,
+    )
     # A registration takes the lowest-staked slot: a small stake keeps one registrant from evicting another.
     for hotkey in validators:
         for netuid in chain.netuids:

@@ -57,6 +57,11 @@ class Storage:
             ("System", "Events", self._events),
             ("System", "Number", self._number),
             ("System", "Account", self._accounts),
+            ("SubtensorModule", "AssociatedEvmAddress", self._evm_addresses),
+            ("SubtensorModule", "NetworksAdded", self._networks_added),
+            ("Commitments", "CommitmentOf", self._commitment_of),
+            ("Commitments", "LastCommitment", self._last_commitment),
+            ("Commitments", "RevealedCommitments", self._revealed_commitments),
             ("Timestamp", "Now", self._now),
             ("Drand", "LastStoredRound", self._drand_round),
         ):
@@ -228,3 +233,57 @@ class Storage:
 
     def _drand_round(self, item: StorageItem, ctx: BlockContext) -> Entries:
         return self._plain(item, self.node.drand_round(ctx.record.number))
+
+    def _evm_addresses(self, item: StorageItem, ctx: BlockContext) -> Entries:
+        return self._map(
+            item,
+            [
+                ((netuid, uid), (address, proven))
+                for netuid, snap in ctx.record.subnets.items()
+                for uid, (address, proven) in snap.evm.items()
+            ],
+        )
+
+    def _networks_added(self, item: StorageItem, ctx: BlockContext) -> Entries:
+        return self._map(item, [((netuid,), True) for netuid in sorted(self.node.known_netuids(ctx.record))])
+
+    def _commitment_of(self, item: StorageItem, ctx: BlockContext) -> Entries:
+        rows: list[tuple[tuple[Any, ...], Any]] = []
+        for netuid, snap in ctx.record.subnets.items():
+            for hotkey, commitment in snap.commitments.items():
+                if commitment.reveal_round is None:
+                    field: dict[str, Any] = {f"Raw{len(commitment.data)}": "0x" + commitment.data.hex()}
+                else:
+                    field = {
+                        "TimelockEncrypted": {
+                            "encrypted": "0x" + commitment.data.hex(),
+                            "reveal_round": commitment.reveal_round,
+                        }
+                    }
+                value = {"deposit": 0, "block": commitment.block, "info": {"fields": [[field]]}}
+                rows.append(((netuid, account_hex(hotkey)), value))
+        return self._map(item, rows)
+
+    def _last_commitment(self, item: StorageItem, ctx: BlockContext) -> Entries:
+        return self._map(
+            item,
+            [
+                ((netuid, account_hex(hotkey)), block)
+                for netuid, snap in ctx.record.subnets.items()
+                for hotkey, block in snap.last_commitment.items()
+            ],
+        )
+
+    def _revealed_commitments(self, item: StorageItem, ctx: BlockContext) -> Entries:
+        # Subtensor keeps the revealed bytes as bittensor_drand encrypted them: SCALE-encoded (length first).
+        return self._map(
+            item,
+            [
+                (
+                    (netuid, account_hex(hotkey)),
+                    [("0x" + self.runtime.encode("String", r.data).hex(), r.reveal_block) for r in entries],
+                )
+                for netuid, snap in ctx.record.subnets.items()
+                for hotkey, entries in snap.revealed.items()
+            ],
+        )
