@@ -417,6 +417,16 @@ def _identities(environ: Mapping[str, str]) -> tuple[IdentitySettings, ...]:
     return tuple(identities)
 
 
+def _with_peer_aliases(values: Mapping[str, str]) -> dict[str, str]:
+    """bittensor-pylon's names as Pylon's, within one source (the environment or the env file): Pylon's own
+    name wins in the same source, and the environment wins over the file whichever name each uses."""
+    resolved = dict(values)
+    for peer_name, name in PEER_ALIASES.items():
+        if peer_name in resolved and name not in resolved:
+            resolved[name] = resolved[peer_name]
+    return resolved
+
+
 def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None = None) -> Settings:
     """Build the settings from the environment, an env file underneath it, and the defaults under both.
 
@@ -426,11 +436,8 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None
     env_file = env_file or env.get(ENV_FILE_VARIABLE)
     merged: dict[str, str] = {}
     if env_file:
-        merged.update(parse_env_file(env_file))
-    merged.update(env)
-    for peer_name, name in PEER_ALIASES.items():
-        if peer_name in merged and name not in merged:
-            merged[name] = merged[peer_name]
+        merged.update(_with_peer_aliases(parse_env_file(env_file)))
+    merged.update(_with_peer_aliases(env))
 
     kwargs: dict[str, Any] = {}
     for field in _top_level_scalars():

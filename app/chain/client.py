@@ -209,7 +209,7 @@ class ExtrinsicResult(msgspec.Struct, frozen=True, kw_only=True):
     success: bool
     # Subtensor's module error name when `success` is False (e.g. "SettingWeightsTooFast").
     error_name: str | None = None
-    # commit_weights only: the round after which the chain reveals the committed weights.
+    # commit_weights and timelocked commitments: the round after which the chain reveals them.
     reveal_round: int | None = None
 
 

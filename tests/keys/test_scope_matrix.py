@@ -16,7 +16,14 @@ from app.http.admission import OPEN_PATH_PREFIXES
 from tests.keys.helpers import bearer, create_key
 
 # The only routes anyone may call without credentials. Adding to this list is a deliberate act.
-OPEN_ROUTES = {"/health", "/ready"}
+OPEN_ROUTES = {
+    "/health",
+    "/ready",
+    # bittensor-pylon's identity list (names and netuids only) and its 1.x login (the token is in the body).
+    "/api/v1/identities",
+    "/api/_unstable/identities",
+    "/api/v1/login/identity/{identity_name:str}",
+}
 SAMPLE_VALUES = {"int": "1", "float": "1.5", "uuid": "00000000-0000-4000-8000-000000000000", "path": "x/y"}
 PARAM_RE = re.compile(r"\{(\w+):(\w+)\}")
 

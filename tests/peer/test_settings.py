@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from app.settings import SettingsError, load_settings, masked
@@ -81,3 +83,11 @@ def test_a_sourced_env_file_without_quotes_still_names_the_identities() -> None:
 def test_wrong_values_name_their_variable(changes: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         load_settings({**PEER_ENV, **changes})
+
+
+def test_the_environment_wins_over_the_env_file_whichever_name_each_uses(tmp_path: Path) -> None:
+    env_file = tmp_path / "dev.env"
+    env_file.write_text("PYLON_NETWORK=local\nPYLON_WALLET_PATH=/from/file\n")
+    settings = load_settings({"PYLON_BITTENSOR_NETWORK": "ws://127.0.0.1:9944"}, env_file=str(env_file))
+    assert settings.chain.network == "ws://127.0.0.1:9944"
+    assert settings.wallet.path == "/from/file"
