@@ -70,6 +70,7 @@ from app.peer.schemas import (
     WeightsStatusResponse,
 )
 from app.peer.service import NotFound, PeerService, WrongNetuid, identity_netuid
+from app.settings import DEFAULT_IDENTITY
 from app.weights.controller import _submit
 from app.weights.identities import Identity
 from app.weights.schemas import SetWeightsRequest, SetWeightsResponse
@@ -113,7 +114,15 @@ def service_of(request: Request) -> PeerService:
 
 
 def may_act_as(principal: Any, name: str) -> bool:
-    return principal is not None and (principal.kind == "admin_token" or principal.identity == name)
+    """The admin token acts as any identity, an identity token as its own, an API key as the identity it
+    is bound to (`default` when it is bound to none, as on Pylon's weights routes)."""
+    if principal is None:
+        return False
+    if principal.kind == "admin_token":
+        return True
+    if principal.kind == "api_key":
+        return (principal.identity or DEFAULT_IDENTITY) == name
+    return principal.kind == "identity_token" and principal.identity == name
 
 
 def acting_identity(request: Request, name: str | None, netuid: int) -> Identity | None:

@@ -11,6 +11,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from tests.conftest import SettingsFactory
+from tests.keys.helpers import create_key
 from tests.neurons.test_hot_route import Recorder, recording
 from tests.peer.conftest import IDENTITY_TOKEN, OPEN_TOKEN, OTHER_TOKEN, make_wallet
 
@@ -126,3 +127,20 @@ async def test_the_schema_documents_the_peer_routes(peer: Any) -> None:
     paths = schema.json()["paths"]
     assert "/api/v1/subnet/{netuid}/block/latest/validators" in paths
     assert "/api/_unstable/identity/{identity_name}/subnet/{netuid}/mechanism/{mechanism_id}/weights" in paths
+
+
+async def test_api_keys_act_as_the_identity_they_are_bound_to(peer: Any) -> None:
+    client, _ = peer
+    plain = (await create_key(client, ["neurons:read"]))["key"]
+    bound = (await create_key(client, ["neurons:read", "weights:write"], identity="sn1"))["key"]
+    cases = [
+        ("/api/v1/identity/default/subnet/1/block/latest/validators", plain, 200),
+        ("/api/v1/identity/sn1/subnet/1/block/latest/validators", plain, 403),
+        ("/api/v1/identity/sn1/subnet/1/block/latest/validators", bound, 200),
+        ("/api/v1/identity/default/subnet/1/block/latest/validators", bound, 403),
+        # The open-access token is no identity's, not even the default one's.
+        ("/api/v1/identity/default/subnet/1/block/latest/validators", OPEN_TOKEN, 403),
+    ]
+    for path, key, status in cases:
+        answer = await client.get(path, headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code == status, (path, answer.text[:200])
