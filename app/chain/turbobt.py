@@ -60,6 +60,7 @@ from app.chain.client import (
     float_to_u16,
     hotkey_of,
 )
+from app.chain.scale import vec_bytes
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -172,20 +173,6 @@ def certificate_from_turbobt(certificate: Mapping[str, Any]) -> Certificate:
     )
 
 
-def _vec_bytes(value: Any) -> bytes:
-    """Bytes as scalecodec decodes them: 0x-hex, a list of ints ([u8; 0]), or text when they were UTF-8."""
-    if isinstance(value, list | tuple):
-        return bytes(value)
-    if isinstance(value, str) and value.startswith("0x"):
-        try:
-            return bytes.fromhex(value[2:])
-        except ValueError:
-            pass
-    if isinstance(value, str):
-        return value.encode()
-    return bytes(value or b"")
-
-
 def commitment_from_turbobt(hotkey: str, registration: Mapping[str, Any]) -> Commitment | None:
     """A `CommitmentOf` registration as Pylon's `Commitment` (its first data field; None if it has none)."""
     fields = registration.get("info", {}).get("fields", [])
@@ -197,12 +184,12 @@ def commitment_from_turbobt(hotkey: str, registration: Mapping[str, Any]) -> Com
         return Commitment(
             hotkey=hotkey,
             block=int(registration["block"]),
-            data=_vec_bytes(sealed["encrypted"]),
+            data=vec_bytes(sealed["encrypted"]),
             kind="timelock_encrypted",
             reveal_round=int(sealed["reveal_round"]),
         )
     return Commitment(
-        hotkey=hotkey, block=int(registration["block"]), data=_vec_bytes(next(iter(field.values())))
+        hotkey=hotkey, block=int(registration["block"]), data=vec_bytes(next(iter(field.values())))
     )
 
 

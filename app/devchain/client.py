@@ -38,6 +38,19 @@ from app.devchain.state import BlockRecord
 from app.settings import Settings
 
 
+def _weights_call(
+    netuid: int, weights: Mapping[int, float], version_key: int, *, commit: bool = False
+) -> SetWeights | CommitWeights:
+    """The set (or, with `commit`, commit) extrinsic for `weights`, max-upscaled to u16 as the chain keeps
+    them; a commit carries the plaintext too, so the simulated reveal can apply it."""
+    normalized = normalize_weights(weights)
+    uids, values = tuple(normalized), tuple(normalized.values())
+    if commit:
+        sealed = bytes.fromhex(digest("commit", normalized)[2:])
+        return CommitWeights(netuid=netuid, uids=uids, values=values, version_key=version_key, commit=sealed)
+    return SetWeights(netuid=netuid, uids=uids, values=values, version_key=version_key)
+
+
 class SimulatedChainClient(ChainClient):
     """`ChainClient` over a `SimulatedChain`, producing a block every `block_time` seconds once started.
 
@@ -258,14 +271,7 @@ class SimulatedChainClient(ChainClient):
         weights: Mapping[int, float],
         version_key: int = DEFAULT_VERSION_KEY,
     ) -> ExtrinsicResult:
-        normalized = normalize_weights(weights)
-        call = SetWeights(
-            netuid=netuid,
-            uids=tuple(normalized),
-            values=tuple(normalized.values()),
-            version_key=version_key,
-        )
-        return await self._submit("set_weights", signer, call)
+        return await self._submit("set_weights", signer, _weights_call(netuid, weights, version_key))
 
     async def commit_weights(
         self,
@@ -274,14 +280,7 @@ class SimulatedChainClient(ChainClient):
         weights: Mapping[int, float],
         version_key: int = DEFAULT_VERSION_KEY,
     ) -> ExtrinsicResult:
-        normalized = normalize_weights(weights)
-        call = CommitWeights(
-            netuid=netuid,
-            uids=tuple(normalized),
-            values=tuple(normalized.values()),
-            version_key=version_key,
-            commit=bytes.fromhex(digest("commit", normalized)[2:]),
-        )
+        call = _weights_call(netuid, weights, version_key, commit=True)
         return await self._submit("commit_weights", signer, call)
 
     async def serve_axon(

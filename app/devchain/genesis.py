@@ -10,9 +10,9 @@ import hashlib
 import random
 from typing import Any, Literal
 
-from app.chain.client import U16_MAX, AxonInfo, Neuron, Stakes, SubnetHyperparams
+from app.chain.client import AxonInfo, Stakes, SubnetHyperparams
 from app.devchain.epoch import TAO_WEIGHT, run_epoch
-from app.devchain.state import SubnetSnapshot
+from app.devchain.state import NO_AXON, SubnetSnapshot, new_neuron
 
 # RFC 5737's TEST-NET-1, -2 and -3 (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24): for documentation only.
 DOCUMENTATION_NETWORKS = ("192.0.2", "198.51.100", "203.0.113")
@@ -45,7 +45,7 @@ def genesis_subnet(
         alpha = raw_stakes[uid]
         tao = alpha * rng.uniform(0.0, 0.5)
         if validator:
-            axon = AxonInfo(ip="0.0.0.0", port=0, protocol=0)  # noqa: S104 - validators rarely serve
+            axon = NO_AXON  # validators rarely serve
         else:
             # Four draws, as when these were random public addresses, so every later draw (ports, stakes,
             # scores) and every seed's chain stays what it was.
@@ -58,24 +58,14 @@ def genesis_subnet(
             ip = f"{DOCUMENTATION_NETWORKS[network % len(DOCUMENTATION_NETWORKS)]}.{host}"
             axon = AxonInfo(ip=ip, port=rng.choice((8091, 8080, 9000, rng.randint(1024, 65535))), protocol=4)
         neurons.append(
-            Neuron(
-                uid=uid,
-                coldkey=coldkey,
-                hotkey=hotkey,
-                active=True,
-                axon_info=axon,
-                stake=alpha,
-                rank=0.0,
-                emission=0.0,
-                incentive=0.0,
-                consensus=0.0,
-                trust=0.0,
-                validator_trust=0.0,
-                dividends=0.0,
+            new_neuron(
+                uid,
+                hotkey,
+                coldkey,
+                axon=axon,
+                stakes=Stakes(alpha=alpha, tao=tao, total=alpha + tao * TAO_WEIGHT),
                 last_update=block - rng.randint(0, params.tempo),
                 validator_permit=validator,
-                pruning_score=U16_MAX,
-                stakes=Stakes(alpha=alpha, tao=tao, total=alpha + tao * TAO_WEIGHT),
             )
         )
     snapshot = SubnetSnapshot(

@@ -24,15 +24,12 @@ from typing import Any
 import msgspec
 
 from app.chain.client import (
-    U16_MAX,
-    AxonInfo,
     BlockExtrinsic,
     BlockInfo,
     BlockNotFound,
     Commitment,
     EvmAssociation,
     ExtrinsicResult,
-    Neuron,
     RevealedCommitment,
     Stakes,
     StatePruned,
@@ -44,7 +41,7 @@ from app.devchain import body, clock, commitments, market, rules
 from app.devchain.calls import Call, ChainModuleError, CommitWeights, Extrinsic, SetCommitment, digest
 from app.devchain.epoch import epoch_due, reveal_round, run_epoch
 from app.devchain.genesis import genesis_subnet
-from app.devchain.state import BlockRecord, SubnetSnapshot, replace_neuron
+from app.devchain.state import BlockRecord, SubnetSnapshot, new_neuron, replace_neuron
 
 # Receipts kept for extrinsics, oldest dropped first.
 RECEIPTS_KEPT = 10_000
@@ -239,25 +236,14 @@ class SimulatedChain:
         if uid is None:
             candidates = [n for n in snapshot.neurons if not n.validator_permit] or list(snapshot.neurons)
             uid = min(candidates, key=lambda n: (n.stakes.total, -n.uid)).uid
-            neuron = Neuron(
-                uid=uid,
-                coldkey=coldkey or hotkey,
-                hotkey=hotkey,
-                active=True,
-                axon_info=AxonInfo(ip="0.0.0.0", port=0, protocol=0),  # noqa: S104
-                stake=0.0,
-                rank=0.0,
-                emission=0.0,
-                incentive=0.0,
-                consensus=0.0,
-                trust=0.0,
-                validator_trust=0.0,
-                dividends=0.0,
+            neuron = new_neuron(
+                uid,
+                hotkey,
+                coldkey or hotkey,
+                stakes=Stakes(alpha=0.0, tao=0.0, total=0.0),
                 # Zero so that a fresh registrant may set weights at once.
                 last_update=0,
                 validator_permit=False,
-                pruning_score=U16_MAX,
-                stakes=Stakes(alpha=0.0, tao=0.0, total=0.0),
             )
             neurons = list(snapshot.neurons)
             neurons[uid] = neuron

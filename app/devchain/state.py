@@ -7,14 +7,20 @@ from collections.abc import Mapping
 import msgspec
 
 from app.chain.client import (
+    U16_MAX,
+    AxonInfo,
     BlockExtrinsic,
     BlockInfo,
     Certificate,
     Commitment,
     Neuron,
     RevealedCommitment,
+    Stakes,
     SubnetHyperparams,
 )
+
+# What a neuron that serves nothing advertises.
+NO_AXON = AxonInfo(ip="0.0.0.0", port=0, protocol=0)  # noqa: S104
 
 
 class Commit(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,3 +77,35 @@ def replace_neuron(snapshot: SubnetSnapshot, uid: int, **changes: object) -> Sub
     neurons = list(snapshot.neurons)
     neurons[uid] = msgspec.structs.replace(neurons[uid], **changes)
     return msgspec.structs.replace(snapshot, neurons=tuple(neurons))
+
+
+def new_neuron(
+    uid: int,
+    hotkey: str,
+    coldkey: str,
+    *,
+    axon: AxonInfo = NO_AXON,
+    stakes: Stakes,
+    last_update: int,
+    validator_permit: bool,
+) -> Neuron:
+    """A neuron as genesis or registration leaves it: active, unscored until an epoch runs."""
+    return Neuron(
+        uid=uid,
+        coldkey=coldkey,
+        hotkey=hotkey,
+        active=True,
+        axon_info=axon,
+        stake=stakes.alpha,
+        rank=0.0,
+        emission=0.0,
+        incentive=0.0,
+        consensus=0.0,
+        trust=0.0,
+        validator_trust=0.0,
+        dividends=0.0,
+        last_update=last_update,
+        validator_permit=validator_permit,
+        pruning_score=U16_MAX,
+        stakes=stakes,
+    )

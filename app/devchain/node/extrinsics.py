@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.chain.client import Certificate
+from app.chain.scale import vec_bytes
 from app.devchain.calls import Call, CommitWeights, ServeAxon, SetCommitment, SetWeights
 from app.devchain.node.codec import Runtime, blake2_256, hexstr, ss58
 
@@ -223,25 +224,11 @@ def _commitment_call(args: dict[str, Any]) -> SetCommitment:
     netuid = int(args["netuid"])
     if kind == "TimelockEncrypted":
         return SetCommitment(
-            netuid=netuid, data=_vec_bytes(value["encrypted"]), reveal_round=int(value["reveal_round"])
+            netuid=netuid, data=vec_bytes(value["encrypted"]), reveal_round=int(value["reveal_round"])
         )
     if not kind.startswith("Raw"):
         raise UnsupportedCall(f"pylon localnet does not model commitment fields of kind {kind}")
-    return SetCommitment(netuid=netuid, data=_vec_bytes(value))
-
-
-def _vec_bytes(value: Any) -> bytes:
-    """Bytes as scalecodec decodes them: 0x-hex, a list of ints ([u8; 0]), or text when they were UTF-8."""
-    if isinstance(value, list | tuple):
-        return bytes(value)
-    if isinstance(value, str) and value.startswith("0x"):
-        try:
-            return bytes.fromhex(value[2:])
-        except ValueError:
-            pass
-    if isinstance(value, str):
-        return value.encode()
-    return bytes(value)
+    return SetCommitment(netuid=netuid, data=vec_bytes(value))
 
 
 def to_call(xt: SignedExtrinsic) -> tuple[Call, int]:
