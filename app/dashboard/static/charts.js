@@ -33,7 +33,8 @@ function yAxis(root, height, max) {
 export function stackedBars({ categories, series, height = 180, label, tickEvery = 1 }) {
   const root = frame(height, label);
   const totals = categories.map((_, i) => series.reduce((sum, s) => sum + (s.values[i] || 0), 0));
-  const max = Math.max(1e-12, ...totals);
+  // An all-zero series still gets an axis from 0 to 1 instead of dividing by zero.
+  const max = Math.max(...totals) || 1;
   const plotH = height - PAD.top - PAD.bottom;
   const step = (W - PAD.left - PAD.right) / Math.max(1, categories.length);
   const barW = Math.max(1, step * 0.8);
@@ -56,25 +57,26 @@ export function stackedBars({ categories, series, height = 180, label, tickEvery
   return root;
 }
 
-// points: [{ time (ms), lane, cls, title }]; lanes listed top to bottom.
+// points: [{ time (ms), lane, cls, title }]; lanes listed top to bottom, their names in the left margin.
 export function timeline({ points, lanes, height = 200, label }) {
   const root = frame(height, label);
+  const left = 96;
   const plotH = height - PAD.top - PAD.bottom;
   const laneH = plotH / Math.max(1, lanes.length);
   const times = points.map((p) => p.time);
   const t0 = Math.min(...times);
   const t1 = Math.max(...times);
   const span = Math.max(1, t1 - t0);
-  const plotW = W - PAD.left - PAD.right - 12;
+  const plotW = W - left - PAD.right - 12;
   lanes.forEach((lane, i) => {
     const y = PAD.top + laneH * (i + 0.5);
     root.append(
-      svg("line", { x1: PAD.left, x2: W - PAD.right, y1: y, y2: y, class: "grid" }),
-      svg("text", { x: PAD.left - 6, y: y + 4, class: "tick end" }, lane),
+      svg("line", { x1: left, x2: W - PAD.right, y1: y, y2: y, class: "grid" }),
+      svg("text", { x: left - 6, y: y + 4, class: "tick end" }, lane),
     );
   });
   for (const point of points) {
-    const x = PAD.left + 6 + (points.length > 1 ? ((point.time - t0) / span) * plotW : plotW / 2);
+    const x = left + 6 + (points.length > 1 ? ((point.time - t0) / span) * plotW : plotW / 2);
     const y = PAD.top + laneH * (lanes.indexOf(point.lane) + 0.5);
     const dot = svg("circle", { cx: x, cy: y, r: 5, class: `dot ${point.cls}` });
     dot.append(svg("title", {}, point.title));
@@ -83,7 +85,7 @@ export function timeline({ points, lanes, height = 200, label }) {
   if (points.length) {
     const when = (t) => new Date(t).toLocaleTimeString("en-GB", { hour12: false });
     root.append(
-      svg("text", { x: PAD.left + 6, y: height - 6, class: "tick" }, when(t0)),
+      svg("text", { x: left + 6, y: height - 6, class: "tick" }, when(t0)),
       svg("text", { x: W - PAD.right, y: height - 6, class: "tick end" }, when(t1)),
     );
   }
