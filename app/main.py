@@ -15,6 +15,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from app import __version__, inference, neurons, peer
 from app.chain.lifespan import chain_lifespan
+from app.dashboard.controller import dashboard_router
 from app.db import alchemy_config
 from app.errors import EXCEPTION_HANDLERS
 from app.health import database_check, health, ready, ready_checks
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> PylonEdge:
             WeightsController,
             KeyController,
             inference_router(settings),
+            dashboard_router,
         ],
         plugins=[SQLAlchemyPlugin(config=db_config)],
         on_app_init=[keep_settings],

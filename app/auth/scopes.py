@@ -10,3 +10,4 @@ class Scope(StrEnum):
     INFERENCE = "inference"
     KEYS_ADMIN = "keys:admin"
     METRICS_READ = "metrics:read"
+    DASHBOARD = "dashboard"

@@ -23,6 +23,9 @@ OPEN_ROUTES = {
     "/api/v1/identities",
     "/api/_unstable/identities",
     "/api/v1/login/identity/{identity_name:str}",
+    # The dashboard's HTML, JS and CSS: no data; the JSON routes they call need the `dashboard` scope.
+    "/dashboard",
+    "/dashboard/static/{file_path:path}",
 }
 SAMPLE_VALUES = {"int": "1", "float": "1.5", "uuid": "00000000-0000-4000-8000-000000000000", "path": "x/y"}
 PARAM_RE = re.compile(r"\{(\w+):(\w+)\}")
