@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import msgspec
 import typer
 
+from cli.devchain import attach_dev_node, progress, register_hint
 from cli.errors import CliError, err_console, handle_errors, out_console
 from cli.options import EnvFileOption, JsonOption
 
@@ -134,7 +135,7 @@ async def _post(
         if neuron is None:
             raise CliError(
                 f"hotkey {hotkey} is not registered on subnet {netuid} of {network}; "
-                "register it first (btcli subnet register)"
+                f"register it first: {register_hint(settings, hotkey, netuid)}"
             )
         requested = {"ip": ip, "port": port, "protocol": protocol}
         if certificate is not None:
@@ -162,7 +163,8 @@ async def _post(
         if confirm and not typer.confirm("Post this axon on chain?", err=True):
             raise typer.Abort()
         try:
-            await client.serve_axon(wallet, netuid, ip, port, protocol, certificate=certificate)
+            with progress(f"posting the axon, waiting for its inclusion on {network}...", quiet=as_json):
+                await client.serve_axon(wallet, netuid, ip, port, protocol, certificate=certificate)
         except ExtrinsicFailed as exc:
             raise CliError(f"the chain refused serve_axon: {exc}") from exc
         except ChainError as exc:
@@ -238,6 +240,7 @@ def post_ip(
         settings = msgspec.structs.replace(
             settings, chain=msgspec.structs.replace(settings.chain, network=network)
         )
+    settings = attach_dev_node(settings)
     ip = validate_ip(ip, allow_private)
     port = validate_port(port)
     if not 0 <= protocol <= 255:
