@@ -102,13 +102,21 @@ def serve(
 
     redact = secret_values(settings)
     configure_logging(settings.logging, redact=redact)
-    if migrate:
-        migrations(settings).upgrade("head")
     identities = _log_signing_identity(settings)
-    reload_options: dict[str, Any] = {}
-    if reload:
-        reload_options = _reload_options()
+    # The node loads its runtime (seconds) while the migrations run.
     node = _start_dev_node(settings, identities)
+    try:
+        if migrate:
+            migrations(settings).upgrade("head")
+        reload_options: dict[str, Any] = {}
+        if reload:
+            reload_options = _reload_options()
+        if node is not None:
+            _wait_dev_node(node)
+    except BaseException:
+        if node is not None:
+            node.stop()
+        raise
 
     err_console.print(
         f"Pylon serving on http://{settings.server.host}:{settings.server.port} "
@@ -147,7 +155,7 @@ def _start_dev_node(settings: Settings, identities: dict[str, Identity]) -> DevN
     # PYLON_LOCAL_UNREACHABLE simulates a chain that is down: there is no node to serve it.
     if settings.chain.network != "local" or not devchain.node or devchain.unreachable:
         return None
-    from app.devchain.node.devnode import DevNodeError, DevNodeProcess
+    from app.devchain.node.devnode import DevNodeProcess
 
     validators: dict[str, set[int] | None] = {}
     for identity in identities.values():
@@ -156,9 +164,16 @@ def _start_dev_node(settings: Settings, identities: dict[str, Identity]) -> DevN
             None if identity.netuids is None or known is None else known | identity.netuids
         )
     node = DevNodeProcess(settings, validators)
+    node.start()
+    return node
+
+
+def _wait_dev_node(node: DevNodeProcess) -> None:
+    from app.devchain.node.devnode import DevNodeError
+
     try:
         with progress("starting the development chain's node..."):
-            url = node.start()
+            url = node.wait()
     except DevNodeError as exc:
         raise CliError(str(exc)) from None
     # Workers build their own settings from the environment: this is how they find the node.
@@ -168,7 +183,6 @@ def _start_dev_node(settings: Settings, identities: dict[str, Identity]) -> DevN
         highlight=False,
         soft_wrap=True,
     )
-    return node
 
 
 def _log_signing_identity(settings: Settings) -> dict[str, Identity]:

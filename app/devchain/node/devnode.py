@@ -94,15 +94,16 @@ class DevNodeProcess:
         self.validators = dict(validators)
         self.port = settings.devchain.node_port
         self._process: multiprocessing.process.BaseProcess | None = None
+        self._ready: Connection | None = None
 
     @property
     def url(self) -> str:
         return node_url(self.port)
 
-    def start(self, timeout: float = 60.0) -> str:
-        """Start the node; returns its ws:// URL. Raises DevNodeError (port taken, node failed)."""
+    def start(self) -> None:
+        """Start the node's process and return at once (it loads the runtime meanwhile): see `wait`."""
         context = multiprocessing.get_context("spawn")
-        receiver, sender = context.Pipe(duplex=False)
+        self._ready, sender = context.Pipe(duplex=False)
         process = context.Process(
             target=_run_node,
             args=(self.settings, self.validators, sender, os.getpid()),
@@ -112,6 +113,11 @@ class DevNodeProcess:
         process.start()
         sender.close()
         self._process = process
+
+    def wait(self, timeout: float = 120.0) -> str:
+        """Wait until the node listens; returns its ws:// URL. Raises DevNodeError (port taken, failed)."""
+        assert self._process is not None and self._ready is not None, "start() first"
+        receiver, process = self._ready, self._process
         if not receiver.poll(timeout):
             self.stop()
             raise DevNodeError(f"the development node did not start within {timeout:g}s")
@@ -142,6 +148,8 @@ def _run_node(settings: Settings, validators: Registrations, ready: Connection, 
     """The child process: build the node, register the validators, listen, report the port, serve."""
     from app.logging import configure_logging
 
+    # The node is no worker: its metrics (if any) stay out of the workers' multiprocess folder.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     # Ctrl-C reaches the whole process group: `pylon serve` stops the node itself, after its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(settings.logging)
