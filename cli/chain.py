@@ -28,7 +28,12 @@ def _run(env_file: str | None, action: Callable[[Any], Awaitable[T]]) -> T:
     from app.chain.lifespan import build_chain_client, build_metagraph_cache
     from app.neurons.service import NeuronsService
 
-    settings = attach_dev_node(cli_settings(env_file))
+    from app.logging import configure_logging
+
+    settings = cli_settings(env_file)
+    # Logs go to stderr (turbobt's connection lines among them), so stdout carries only the data.
+    configure_logging(settings.logging)
+    settings = attach_dev_node(settings)
 
     async def main() -> T:
         client = build_chain_client(settings)
