@@ -26,9 +26,8 @@ def _run(env_file: str | None, action: Callable[[Any], Awaitable[T]]) -> T:
     """Build the chain client and the neurons service for one command, run `action(service)`, close."""
     from app.chain.client import BlockNotFound, ChainUnavailable, UnknownNetuid
     from app.chain.lifespan import build_chain_client, build_metagraph_cache
-    from app.neurons.service import NeuronsService
-
     from app.logging import configure_logging
+    from app.neurons.service import NeuronsService
 
     settings = cli_settings(env_file)
     # Logs go to stderr (turbobt's connection lines among them), so stdout carries only the data.

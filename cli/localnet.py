@@ -160,7 +160,15 @@ def localnet(
 @app.command("register")
 @handle_errors
 def register_hotkey(
-    hotkey: Annotated[str, typer.Argument(help="ss58 hotkey to register.", show_default=False)],
+    hotkey: Annotated[
+        str,
+        typer.Argument(
+            help="ss58 hotkey to register.",
+            show_default=False,
+            # Checked by Typer, so a bad address is a usage error (exit 2).
+            callback=lambda value: _check_ss58([value], "HOTKEY")[0],
+        ),
+    ],
     validator: Annotated[
         bool, typer.Option("--validator", help="With a validator permit and stake (it may set weights).")
     ] = False,
@@ -183,7 +191,6 @@ def register_hotkey(
     from app.devchain.node.devnode import node_url, rpc
     from cli.errors import cli_settings
 
-    _check_ss58([hotkey], "HOTKEY")
     url = node or node_url(cli_settings(env_file).devchain.node_port)
     try:
         answer = rpc(url, "pylon_registerHotkey", [hotkey, netuid or None, validator])
