@@ -105,6 +105,19 @@ def load_hotkey_wallet(name: str, hotkey: str, path: str) -> Any:
     return wallet
 
 
+def _wallet_location(
+    settings: Settings, name: str | None, hotkey: str, path: str | None
+) -> tuple[str, str, str]:
+    """The wallet to sign with: the options, else `PYLON_WALLET_*` (the env file too), else on the development
+    chain the dev wallet `pylon serve` made and registered (as the server's own identity is chosen)."""
+    name = name or settings.wallet.name
+    if not name and settings.chain.network == "local":
+        from app.weights.identities import DEV_WALLET_HOTKEY, DEV_WALLET_NAME, dev_wallet_dir
+
+        return DEV_WALLET_NAME, DEV_WALLET_HOTKEY, path or str(dev_wallet_dir(settings))
+    return name or "default", hotkey, path or settings.wallet.path or DEFAULT_WALLET_PATH
+
+
 def _axon(neuron: Any) -> dict[str, Any]:
     return msgspec.to_builtins(neuron.axon_info)
 
@@ -198,14 +211,25 @@ def post_ip(
         int | None, typer.Option(envvar="PYLON_NETUID", help="Subnet.", show_default=False)
     ] = None,
     wallet_name: Annotated[
-        str, typer.Option(envvar="PYLON_WALLET_NAME", help="Bittensor wallet name.")
-    ] = "default",
+        str | None,
+        typer.Option(
+            envvar="PYLON_WALLET_NAME",
+            help="Bittensor wallet name (default: `default`; with PYLON_NETWORK=local, the dev wallet of "
+            "pylon serve).",
+            show_default=False,
+        ),
+    ] = None,
     wallet_hotkey: Annotated[
         str, typer.Option(envvar="PYLON_WALLET_HOTKEY", help="Hotkey of the wallet (it signs).")
     ] = "default",
     wallet_path: Annotated[
-        str, typer.Option(envvar="PYLON_WALLET_PATH", help="Folder of bittensor wallets.")
-    ] = DEFAULT_WALLET_PATH,
+        str | None,
+        typer.Option(
+            envvar="PYLON_WALLET_PATH",
+            help=f"Folder of bittensor wallets ({DEFAULT_WALLET_PATH}).",
+            show_default=False,
+        ),
+    ] = None,
     network: Annotated[
         str | None,
         typer.Option(
@@ -246,7 +270,7 @@ def post_ip(
     if not 0 <= protocol <= 255:
         raise CliError(f"--protocol: expected 0 to 255, got {protocol}")
     cert = parse_certificate(certificate)
-    wallet = load_hotkey_wallet(wallet_name, wallet_hotkey, wallet_path)
+    wallet = load_hotkey_wallet(*_wallet_location(settings, wallet_name, wallet_hotkey, wallet_path))
     change = asyncio.run(
         _post(
             settings=settings,

@@ -153,23 +153,8 @@ def test_chain_head_of_the_cli_is_the_servers_block(server: LiveServer) -> None:
 
 def test_post_ip_with_the_dev_wallet_lands_in_the_servers_metagraph(server: LiveServer) -> None:
     hotkey = dev_hotkey(server)
-    wallets = str(Path(server.env["PYLON_DATA_DIR"]) / "wallets")
-    result = pylon(
-        server,
-        "post-ip",
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        "8091",
-        "--allow-private",
-        "--yes",
-        "--netuid",
-        "1",
-        "--wallet-name",
-        "pylon-dev",
-        "--wallet-path",
-        wallets,
-    )
+    # The done-when, word for word: no wallet options, the dev wallet of the server signs.
+    result = pylon(server, "post-ip", "--ip", "127.0.0.1", "--port", "8091", "--allow-private", "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "127.0.0.1:8091" in result.stdout
 
