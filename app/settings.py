@@ -67,8 +67,17 @@ class DevChainSettings(Section, frozen=True, kw_only=True):
     commitment_rate_limit: int = 10
     # ss58 hotkeys registered with a validator permit on every simulated subnet at start (dev wallet).
     validators: list[str] = msgspec.field(default_factory=list)
-    # Every chain call fails as if the node were down (tests of retries and restarts).
+    # Every chain call fails as if the node were down (tests of retries and restarts). `pylon serve` then
+    # runs no node: each worker simulates a chain that is down.
     unreachable: bool = False
+    # `pylon serve` runs the simulated chain once, as a local subtensor node on 127.0.0.1:`node_port`, and
+    # every worker, the CLI, other Pylons and turbobt scripts read that one chain (0: any free port, which
+    # the CLI cannot find). False: each process simulates a chain of its own.
+    node: bool = True
+    node_port: int = 9944
+    # The node the development chain is read through (ws://...): `pylon serve` sets it for its workers, the
+    # CLI when it finds the node up. Empty: this process simulates the chain itself.
+    node_url: str = ""
 
 
 class AuthSettings(Section, frozen=True, kw_only=True):
@@ -473,6 +482,12 @@ def validate(settings: Settings) -> None:
         raise SettingsError(f"PYLON_LOCAL_BLOCK_TIME: expected seconds above 0, got {devchain.block_time}")
     if devchain.tempo < 1:
         raise SettingsError(f"PYLON_LOCAL_TEMPO: expected at least 1 block, got {devchain.tempo}")
+    if not 0 <= devchain.node_port <= 65535:
+        raise SettingsError(
+            f"PYLON_LOCAL_NODE_PORT: expected a port from 0 to 65535, got {devchain.node_port}"
+        )
+    if devchain.node_url and not devchain.node_url.startswith(("ws://", "wss://")):
+        raise SettingsError(f"PYLON_LOCAL_NODE_URL: expected a ws:// URL, got {devchain.node_url!r}")
     if settings.chain.metagraph_cache_blocks < 0:
         raise SettingsError(
             f"PYLON_METAGRAPH_CACHE_BLOCKS: expected 0 or more, got {settings.chain.metagraph_cache_blocks}"

@@ -1,7 +1,8 @@
 """`pylon chain head` and `pylon chain neurons`: the configured chain, read through the API's service.
 
-With `PYLON_NETWORK=local` the CLI runs its own simulated chain (same seed, so the same neurons as
-`pylon serve`, at the simulated chain's first block).
+With `PYLON_NETWORK=local` the CLI reads the development chain `pylon serve` serves (its node on
+`PYLON_LOCAL_NODE_PORT`); with no node up it runs its own simulated copy (same seed, so the same neurons, at
+the chain's first block).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from cli.devchain import attach_dev_node
 from cli.errors import CliError, cli_settings, handle_errors, out_console
 from cli.options import EnvFileOption, JsonOption
 
@@ -24,9 +26,13 @@ def _run(env_file: str | None, action: Callable[[Any], Awaitable[T]]) -> T:
     """Build the chain client and the neurons service for one command, run `action(service)`, close."""
     from app.chain.client import BlockNotFound, ChainUnavailable, UnknownNetuid
     from app.chain.lifespan import build_chain_client, build_metagraph_cache
+    from app.logging import configure_logging
     from app.neurons.service import NeuronsService
 
     settings = cli_settings(env_file)
+    # Logs go to stderr (turbobt's connection lines among them), so stdout carries only the data.
+    configure_logging(settings.logging)
+    settings = attach_dev_node(settings)
 
     async def main() -> T:
         client = build_chain_client(settings)

@@ -1,14 +1,33 @@
-"""`pylon localnet`: a local subtensor node (websocket JSON-RPC) over the simulated subnet, for turbobt."""
+"""`pylon localnet`: a local subtensor node (websocket JSON-RPC) over the simulated subnet, for turbobt;
+`pylon localnet register`: a hotkey registered on the running development chain."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 from typing import Annotated
 
+import msgspec
 import typer
 
-from cli.errors import CliError, err_console, handle_errors
+from cli.devchain import progress
+from cli.errors import CliError, err_console, handle_errors, out_console
+from cli.options import EnvFileOption, JsonOption
+
+app = typer.Typer(
+    help="Run a local subtensor node over the simulated subnet, or register a hotkey on the running one.",
+    invoke_without_command=True,
+)
+
+
+class Registration(msgspec.Struct, frozen=True, kw_only=True):
+    """What `pylon localnet register --json` prints."""
+
+    node: str
+    hotkey: str
+    validator: bool
+    uids: dict[int, int]
 
 
 def _netuids(values: list[str]) -> list[int]:
@@ -34,8 +53,10 @@ def _check_ss58(values: list[str], option: str) -> list[str]:
     return values
 
 
+@app.callback()
 @handle_errors
 def localnet(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option(envvar="PYLON_LOCALNET_HOST", help="Address to bind.")] = "127.0.0.1",
     port: Annotated[
         int, typer.Option(envvar="PYLON_LOCALNET_PORT", help="Port to bind (0: any free).")
@@ -75,6 +96,8 @@ def localnet(
     ] = 10,
 ) -> None:
     """Run a local subtensor node that turbobt and bittensor connect to (ws://HOST:PORT)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from app.chain.client import SubnetHyperparams
     from app.devchain.node.codec import MetadataMissing, Runtime
     from app.devchain.node.node import build_node
@@ -87,27 +110,37 @@ def localnet(
     if neurons < 1 or neurons > 4096:
         raise typer.BadParameter("expected 1 to 4096", param_hint="--neurons")
     configure_logging(LoggingSettings())
-    try:
-        runtime = Runtime.from_dir(metadata_dir)
-    except MetadataMissing as exc:
-        raise CliError(str(exc)) from exc
-    node = build_node(
-        runtime,
-        netuids=_netuids(netuids),
-        neurons=neurons,
-        seed=seed,
-        block_time=block_time,
-        register=_check_ss58(register or [], "--register"),
-        validators=_check_ss58(validator or [], "--validator"),
-        hyperparams=SubnetHyperparams(
-            tempo=tempo, weights_rate_limit=weights_rate_limit, commit_reveal_weights_enabled=commit_reveal
-        ),
-        commitment_rate_limit=commitment_rate_limit,
-    )
+    with progress("loading the runtime and building the simulated subnet..."):
+        try:
+            runtime = Runtime.from_dir(metadata_dir)
+        except MetadataMissing as exc:
+            raise CliError(str(exc)) from exc
+        node = build_node(
+            runtime,
+            netuids=_netuids(netuids),
+            neurons=neurons,
+            seed=seed,
+            block_time=block_time,
+            register=_check_ss58(register or [], "--register"),
+            validators=_check_ss58(validator or [], "--validator"),
+            hyperparams=SubnetHyperparams(
+                tempo=tempo,
+                weights_rate_limit=weights_rate_limit,
+                commit_reveal_weights_enabled=commit_reveal,
+            ),
+            commitment_rate_limit=commitment_rate_limit,
+        )
 
     async def run() -> None:
         server = LocalnetServer(node, host=host, port=port)
-        await server.start()
+        try:
+            await server.start()
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CliError(
+                    f"{host}:{port} is taken: pass --port (PYLON_LOCALNET_PORT) a free one"
+                ) from None
+            raise
         head = node.chain.head
         err_console.print(
             f"pylon localnet on {server.url} (spec {runtime.spec_version}, subnets {node.chain.netuids}, "
@@ -122,3 +155,63 @@ def localnet(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
+
+
+@app.command("register")
+@handle_errors
+def register_hotkey(
+    hotkey: Annotated[
+        str,
+        typer.Argument(
+            help="ss58 hotkey to register.",
+            show_default=False,
+            # Checked by Typer, so a bad address is a usage error (exit 2).
+            callback=lambda value: _check_ss58([value], "HOTKEY")[0],
+        ),
+    ],
+    validator: Annotated[
+        bool, typer.Option("--validator", help="With a validator permit and stake (it may set weights).")
+    ] = False,
+    netuid: Annotated[
+        list[int] | None, typer.Option("--netuid", help="Subnet (repeat; default: every subnet).")
+    ] = None,
+    node: Annotated[
+        str | None,
+        typer.Option(
+            "--node",
+            help="The node's ws:// URL (default: ws://127.0.0.1:PYLON_LOCAL_NODE_PORT, pylon serve's).",
+            show_default=False,
+        ),
+    ] = None,
+    json_output: JsonOption = False,
+    env_file: EnvFileOption = None,
+) -> None:
+    """Register a hotkey on the running development chain (`pylon serve` with PYLON_NETWORK=local, or
+    `pylon localnet`). Development only: a real chain takes `btcli subnet register`, paid in TAO."""
+    from app.devchain.node.devnode import node_url, rpc
+    from cli.errors import cli_settings
+
+    url = node or node_url(cli_settings(env_file).devchain.node_port)
+    try:
+        answer = rpc(url, "pylon_registerHotkey", [hotkey, netuid or None, validator])
+    except ConnectionError:
+        raise CliError(
+            f"no development chain at {url}: start `pylon serve` with PYLON_NETWORK=local "
+            "(or `pylon localnet`), or pass --node"
+        ) from None
+    except RuntimeError as exc:
+        raise CliError(f"the node refused the registration: {exc}") from None
+    result = Registration(
+        node=url, hotkey=hotkey, validator=validator, uids={int(k): int(v) for k, v in answer.items()}
+    )
+    if json_output:
+        out_console.print_json(msgspec.json.encode(result).decode())
+        return
+    role = "validator (permit and stake)" if validator else "neuron"
+    for subnet, uid in sorted(result.uids.items()):
+        out_console.print(f"subnet {subnet}: uid {uid}", highlight=False)
+    err_console.print(
+        f"{hotkey} registered as a {role} on {url}; it shows in the metagraph from the next block",
+        highlight=False,
+        soft_wrap=True,
+    )

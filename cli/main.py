@@ -12,9 +12,10 @@ from cli import chain_metadata
 from cli import config as config_commands
 from cli import db as db_commands
 from cli import keys as keys_commands
+from cli import localnet as localnet_commands
+from cli import wallet as wallet_commands
 from cli import weights as weights_commands
 from cli.errors import out_console, state
-from cli.localnet import localnet
 from cli.post_ip import post_ip
 from cli.serve import serve
 
@@ -49,11 +50,12 @@ app.add_typer(db_commands.app, name="db")
 app.add_typer(config_commands.app, name="config")
 chain_commands.app.command("dump-metadata")(chain_metadata.dump_metadata)
 app.add_typer(chain_commands.app, name="chain")
-app.command()(localnet)
+app.add_typer(localnet_commands.app, name="localnet")
 app.command(name="post-ip")(post_ip)
 app.add_typer(weights_commands.app, name="weights")
 app.add_typer(keys_commands.app, name="keys")
 app.add_typer(backends_commands.app, name="backends")
+app.add_typer(wallet_commands.app, name="wallet")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import msgspec
 import typer
 
+from cli.devchain import attach_dev_node, progress, register_hint
 from cli.errors import CliError, err_console, handle_errors, out_console
 from cli.options import EnvFileOption, JsonOption
 
@@ -104,6 +105,19 @@ def load_hotkey_wallet(name: str, hotkey: str, path: str) -> Any:
     return wallet
 
 
+def _wallet_location(
+    settings: Settings, name: str | None, hotkey: str, path: str | None
+) -> tuple[str, str, str]:
+    """The wallet to sign with: the options, else `PYLON_WALLET_*` (the env file too), else on the development
+    chain the dev wallet `pylon serve` made and registered (as the server's own identity is chosen)."""
+    name = name or settings.wallet.name
+    if not name and settings.chain.network == "local":
+        from app.weights.identities import DEV_WALLET_HOTKEY, DEV_WALLET_NAME, dev_wallet_dir
+
+        return DEV_WALLET_NAME, DEV_WALLET_HOTKEY, path or str(dev_wallet_dir(settings))
+    return name or "default", hotkey, path or settings.wallet.path or DEFAULT_WALLET_PATH
+
+
 def _axon(neuron: Any) -> dict[str, Any]:
     return msgspec.to_builtins(neuron.axon_info)
 
@@ -134,7 +148,7 @@ async def _post(
         if neuron is None:
             raise CliError(
                 f"hotkey {hotkey} is not registered on subnet {netuid} of {network}; "
-                "register it first (btcli subnet register)"
+                f"register it first: {register_hint(settings, hotkey, netuid)}"
             )
         requested = {"ip": ip, "port": port, "protocol": protocol}
         if certificate is not None:
@@ -162,7 +176,8 @@ async def _post(
         if confirm and not typer.confirm("Post this axon on chain?", err=True):
             raise typer.Abort()
         try:
-            await client.serve_axon(wallet, netuid, ip, port, protocol, certificate=certificate)
+            with progress(f"posting the axon, waiting for its inclusion on {network}...", quiet=as_json):
+                await client.serve_axon(wallet, netuid, ip, port, protocol, certificate=certificate)
         except ExtrinsicFailed as exc:
             raise CliError(f"the chain refused serve_axon: {exc}") from exc
         except ChainError as exc:
@@ -196,14 +211,25 @@ def post_ip(
         int | None, typer.Option(envvar="PYLON_NETUID", help="Subnet.", show_default=False)
     ] = None,
     wallet_name: Annotated[
-        str, typer.Option(envvar="PYLON_WALLET_NAME", help="Bittensor wallet name.")
-    ] = "default",
+        str | None,
+        typer.Option(
+            envvar="PYLON_WALLET_NAME",
+            help="Bittensor wallet name (default: `default`; with PYLON_NETWORK=local, the dev wallet of "
+            "pylon serve).",
+            show_default=False,
+        ),
+    ] = None,
     wallet_hotkey: Annotated[
         str, typer.Option(envvar="PYLON_WALLET_HOTKEY", help="Hotkey of the wallet (it signs).")
     ] = "default",
     wallet_path: Annotated[
-        str, typer.Option(envvar="PYLON_WALLET_PATH", help="Folder of bittensor wallets.")
-    ] = DEFAULT_WALLET_PATH,
+        str | None,
+        typer.Option(
+            envvar="PYLON_WALLET_PATH",
+            help=f"Folder of bittensor wallets ({DEFAULT_WALLET_PATH}).",
+            show_default=False,
+        ),
+    ] = None,
     network: Annotated[
         str | None,
         typer.Option(
@@ -238,12 +264,13 @@ def post_ip(
         settings = msgspec.structs.replace(
             settings, chain=msgspec.structs.replace(settings.chain, network=network)
         )
+    settings = attach_dev_node(settings)
     ip = validate_ip(ip, allow_private)
     port = validate_port(port)
     if not 0 <= protocol <= 255:
         raise CliError(f"--protocol: expected 0 to 255, got {protocol}")
     cert = parse_certificate(certificate)
-    wallet = load_hotkey_wallet(wallet_name, wallet_hotkey, wallet_path)
+    wallet = load_hotkey_wallet(*_wallet_location(settings, wallet_name, wallet_hotkey, wallet_path))
     change = asyncio.run(
         _post(
             settings=settings,

@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cli.devchain import progress
 from cli.errors import CliError, err_console, handle_errors
 from cli.options import EnvFileOption
 
 if TYPE_CHECKING:
+    from app.devchain.node.devnode import DevNodeProcess
     from app.settings import Settings
+    from app.weights.identities import Identity
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,12 +102,21 @@ def serve(
 
     redact = secret_values(settings)
     configure_logging(settings.logging, redact=redact)
-    if migrate:
-        migrations(settings).upgrade("head")
-    _log_signing_identity(settings)
-    reload_options: dict[str, Any] = {}
-    if reload:
-        reload_options = _reload_options()
+    identities = _log_signing_identity(settings)
+    # The node loads its runtime (seconds) while the migrations run.
+    node = _start_dev_node(settings, identities)
+    try:
+        if migrate:
+            migrations(settings).upgrade("head")
+        reload_options: dict[str, Any] = {}
+        if reload:
+            reload_options = _reload_options()
+        if node is not None:
+            _wait_dev_node(node)
+    except BaseException:
+        if node is not None:
+            node.stop()
+        raise
 
     err_console.print(
         f"Pylon serving on http://{settings.server.host}:{settings.server.port} "
@@ -128,10 +140,52 @@ def serve(
     try:
         server.serve()
     finally:
+        if node is not None:
+            node.stop()
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _log_signing_identity(settings: Settings) -> None:
+def _start_dev_node(settings: Settings, identities: dict[str, Identity]) -> DevNodeProcess | None:
+    """With `PYLON_NETWORK=local`, run the development chain once, as a node every worker reads.
+
+    The identities' hotkeys are registered with a validator permit before the node serves: the workers'
+    `register_dev_validator` goes through turbobt, which registers nothing (as on a real chain).
+    """
+    devchain = settings.devchain
+    # PYLON_LOCAL_UNREACHABLE simulates a chain that is down: there is no node to serve it.
+    if settings.chain.network != "local" or not devchain.node or devchain.unreachable:
+        return None
+    from app.devchain.node.devnode import DevNodeProcess
+
+    validators: dict[str, set[int] | None] = {}
+    for identity in identities.values():
+        known = validators.get(identity.hotkey_ss58, set())
+        validators[identity.hotkey_ss58] = (
+            None if identity.netuids is None or known is None else known | identity.netuids
+        )
+    node = DevNodeProcess(settings, validators)
+    node.start()
+    return node
+
+
+def _wait_dev_node(node: DevNodeProcess) -> None:
+    from app.devchain.node.devnode import DevNodeError
+
+    try:
+        with progress("starting the development chain's node..."):
+            url = node.wait()
+    except DevNodeError as exc:
+        raise CliError(str(exc)) from None
+    # Workers build their own settings from the environment: this is how they find the node.
+    os.environ["PYLON_LOCAL_NODE_URL"] = url
+    err_console.print(
+        f"development chain served at {url} (the CLI, PYLON_NETWORK={url} and turbobt read it)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _log_signing_identity(settings: Settings) -> dict[str, Identity]:
     """One line saying which hotkey weights, certificates and Epistula's Signed-For use (public keys only)."""
     import structlog
 
@@ -144,7 +198,7 @@ def _log_signing_identity(settings: Settings) -> None:
     except IdentityError as exc:
         # The workers fail on it with the same message; say it once here too.
         log.warning("signing_identity_unreadable", error=str(exc))
-        return
+        return {}
     default = identities.get(DEFAULT_IDENTITY)
     log.info(
         "signing_identity",
@@ -154,3 +208,4 @@ def _log_signing_identity(settings: Settings) -> None:
         others=sorted(name for name in identities if name != DEFAULT_IDENTITY),
         epistula_signed_for=settings.epistula.hotkey or (default.hotkey_ss58 if default else None),
     )
+    return identities

@@ -1,6 +1,8 @@
 """`pylon weights ...`: schedule weights and read jobs, through the same service as the API (no HTTP).
 
-The job lands in the database; the worker of a running `pylon serve` on the same database applies it.
+The job lands in the database; the worker of a running `pylon serve` on the same database applies it. With
+`PYLON_NETWORK=local` and the development node of `pylon serve` up, the service reads that chain (a job gets
+its epoch window and skipped hotkeys at once); otherwise it has no chain view and the worker fills them in.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from cli.devchain import attach_dev_node
 from cli.errors import CliError, cli_settings, err_console, handle_errors, out_console
 from cli.options import EnvFileOption, JsonOption
 
@@ -22,6 +25,7 @@ T = TypeVar("T")
 
 
 def _run(env_file: str | None, action: Callable[[Any], Awaitable[T]]) -> T:
+    from app.chain.lifespan import build_chain_client
     from app.db import create_engine
     from app.logging import configure_logging
     from app.weights.identities import load_identities
@@ -30,15 +34,19 @@ def _run(env_file: str | None, action: Callable[[Any], Awaitable[T]]) -> T:
     settings = cli_settings(env_file)
     # Logs go to stderr; stdout carries only the data.
     configure_logging(settings.logging)
+    settings = attach_dev_node(settings)
 
     async def main() -> T:
         engine = create_engine(settings)
+        # A private copy of the development chain would be a different chain from the server's: without the
+        # node there is no chain client, and the worker fixes the job's epoch window at its first attempt.
+        chain = build_chain_client(settings) if settings.devchain.node_url else None
         try:
-            # No chain client here: the simulated subnet lives inside `pylon serve`, and a job made without a
-            # chain view gets its epoch window and skipped hotkeys from the worker at its first attempt.
-            service = WeightsService(settings, engine, None, load_identities(settings))
+            service = WeightsService(settings, engine, chain, load_identities(settings))
             return await action(service)
         finally:
+            if chain is not None:
+                await chain.close()
             await engine.dispose()
 
     return asyncio.run(main())

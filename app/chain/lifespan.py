@@ -27,13 +27,25 @@ CHAIN_BLOCK_TIME = 12.0
 
 
 def build_chain_client(settings: Settings) -> ChainClient:
-    """The client for `PYLON_NETWORK`: the development chain for `local`, turbobt for anything else."""
+    """The client for `PYLON_NETWORK`: the development chain for `local`, turbobt for anything else.
+
+    The development chain is read through its node when one serves it (`PYLON_LOCAL_NODE_URL`, set by
+    `pylon serve` for its workers), so that every process sees one chain; otherwise it is simulated here.
+    """
+    from app.chain.turbobt import TurbobtChainClient
+
     if settings.chain.network == "local":
+        if settings.devchain.node_url:
+            # The node is the development chain: no archive, and turbobt signs and submits as on a real one.
+            return TurbobtChainClient(
+                settings.devchain.node_url,
+                archive_network=None,
+                call_timeout=settings.chain.call_timeout,
+                extrinsic_timeout=settings.chain.extrinsic_timeout,
+            )
         from app.devchain.client import SimulatedChainClient
 
         return SimulatedChainClient.from_settings(settings)
-    from app.chain.turbobt import TurbobtChainClient
-
     return TurbobtChainClient.from_settings(settings.chain)
 
 

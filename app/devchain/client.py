@@ -35,7 +35,23 @@ from app.chain.client import (
 from app.devchain.calls import Call, CommitWeights, ServeAxon, SetCommitment, SetWeights, digest
 from app.devchain.model import SimulatedChain
 from app.devchain.state import BlockRecord
-from app.settings import Settings
+from app.settings import DevChainSettings, Settings
+
+
+def chain_from_settings(devchain: DevChainSettings) -> SimulatedChain:
+    """The simulated chain `PYLON_LOCAL_*` describes (the same seed gives the same chain in every process)."""
+    return SimulatedChain(
+        netuids=devchain.netuids,
+        neurons=devchain.neurons,
+        seed=devchain.seed,
+        hyperparams=SubnetHyperparams(
+            tempo=devchain.tempo,
+            weights_rate_limit=devchain.weights_rate_limit,
+            commit_reveal_weights_enabled=devchain.commit_reveal,
+        ),
+        validators=devchain.validators,
+        commitment_rate_limit=devchain.commitment_rate_limit,
+    )
 
 
 def _weights_call(
@@ -83,20 +99,8 @@ class SimulatedChainClient(ChainClient):
         """The development chain `PYLON_LOCAL_*` describes, bounded by `PYLON_CALL_TIMEOUT` and
         `PYLON_EXTRINSIC_TIMEOUT`."""
         devchain = settings.devchain
-        chain = SimulatedChain(
-            netuids=devchain.netuids,
-            neurons=devchain.neurons,
-            seed=devchain.seed,
-            hyperparams=SubnetHyperparams(
-                tempo=devchain.tempo,
-                weights_rate_limit=devchain.weights_rate_limit,
-                commit_reveal_weights_enabled=devchain.commit_reveal,
-            ),
-            validators=devchain.validators,
-            commitment_rate_limit=devchain.commitment_rate_limit,
-        )
         client = cls(
-            chain,
+            chain_from_settings(devchain),
             block_time=devchain.block_time,
             call_timeout=settings.chain.call_timeout,
             extrinsic_timeout=settings.chain.extrinsic_timeout,

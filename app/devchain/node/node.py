@@ -25,7 +25,7 @@ import hashlib
 import itertools
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -163,6 +163,8 @@ class LocalNode:
             "author_submitExtrinsic": self.author_submit,
             "author_unwatchExtrinsic": self.author_unwatch,
             "rpc_methods": self.rpc_methods,
+            # Development only (no subtensor has it): what `pylon localnet register` calls.
+            "pylon_registerHotkey": self.pylon_register_hotkey,
         }
 
     # ------------------------------------------------------------------------------------ dispatch
@@ -634,6 +636,46 @@ class LocalNode:
             self._watch_by_hash.pop(watch.extrinsic_hash, None)
         return watch is not None
 
+    # ------------------------------------------------------------------------------ development
+    async def pylon_register_hotkey(self, session: Session | None, params: Any) -> Any:
+        """Development only: register an ss58 hotkey on the subnets `netuids` (null: all), with a validator
+        permit and stake when `validator`, at the head; returns {netuid: uid}. A real chain would take a
+        `burned_register` paid in TAO; a development chain has no coldkeys to pay with."""
+        from scalecodec.utils.ss58 import ss58_decode
+
+        hotkey = str(_param(params, "hotkey", 0))
+        netuids = _param(params, "netuids", 1)
+        validator = bool(_param(params, "validator", 2, False))
+        try:
+            ss58_decode(hotkey)
+        except ValueError:
+            raise RpcError(-32602, f"Invalid params: not an ss58 address: {hotkey!r}") from None
+        if netuids is not None:
+            unknown = set(map(int, netuids)) - set(self.chain.netuids)
+            if unknown:
+                raise RpcError(-32602, f"Invalid params: no subnet {sorted(unknown)} on this chain")
+        uids = register_hotkey(self.chain, hotkey, netuids, validator=validator)
+        # Registration changes the head's state in place: answers cached for the head are stale now.
+        self.__dict__.pop("_call_cache", None)
+        log.info("localnet_hotkey_registered", hotkey=hotkey, uids=uids, validator=validator)
+        return {str(netuid): uid for netuid, uid in uids.items()}
+
+
+def register_hotkey(
+    chain: SimulatedChain, hotkey: str, netuids: Iterable[int] | None = None, *, validator: bool = False
+) -> dict[int, int]:
+    """Register `hotkey` on each subnet of `netuids` (None: all); a validator gets a permit and stake.
+    A plain registration gets a small stake, so that one registrant does not evict another."""
+    chosen = chain.netuids if netuids is None else sorted(set(map(int, netuids)))
+    uids: dict[int, int] = {}
+    for netuid in chosen:
+        if validator:
+            uids[netuid] = chain.register(netuid, hotkey, validator=True)
+        else:
+            known = chain.subnet(netuid).uid_of(hotkey)
+            uids[netuid] = known if known is not None else chain.register(netuid, hotkey, stake=1000.0)
+    return uids
+
 
 def build_node(
     runtime: Runtime,
@@ -656,14 +698,10 @@ def build_node(
         hyperparams=hyperparams,
         commitment_rate_limit=commitment_rate_limit,
     )
-    # A registration takes the lowest-staked slot: a small stake keeps one registrant from evicting another.
     for hotkey in validators:
-        for netuid in chain.netuids:
-            chain.register(netuid, hotkey, validator=True)
+        register_hotkey(chain, hotkey, validator=True)
     for hotkey in register:
-        for netuid in chain.netuids:
-            if chain.subnet(netuid).uid_of(hotkey) is None:
-                chain.register(netuid, hotkey, stake=1000.0)
+        register_hotkey(chain, hotkey)
     for hotkey in (*validators, *register):
         for netuid in chain.netuids:
             if chain.subnet(netuid).uid_of(hotkey) is None:
