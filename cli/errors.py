@@ -7,18 +7,22 @@ file it is a bad setting (exit 1, named by its variable), worded as `app.setting
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 from typer.core import TyperGroup
 
 if TYPE_CHECKING:
+    from rich.status import Status
+
     # Typer vendors click; its commands are typed with the vendored Context (typer.Context subclasses it).
     from typer._click import Context
 
@@ -139,6 +143,33 @@ def _expected(param_type: Any) -> str | None:
 
 
 _TYPE_WORDS = {"int": "an integer", "float": "a number", "boolean": "true or false", "uuid": "a UUID"}
+
+
+class StatusLine:
+    """Progress of long work for a human: a Rich status line (and lines for finished steps) on a terminal;
+    nothing at all when stderr is not one, so scripts and `--json` callers see only the result."""
+
+    def __init__(self, status: Status | None) -> None:
+        self._status = status
+
+    def update(self, message: str) -> None:
+        if self._status is not None:
+            self._status.update(Text(message, no_wrap=True, overflow="ellipsis"))
+
+    def step_done(self, message: str) -> None:
+        if self._status is not None:
+            line = Text.assemble(("✓ ", "green"), message)
+            err_console.print(line, highlight=False, no_wrap=True, overflow="ellipsis")
+
+
+@contextlib.contextmanager
+def status_line(message: str, *, enabled: bool = True) -> Iterator[StatusLine]:
+    """`with status_line("Reading ..") as status: status.update("..")`; `enabled=False` hides it."""
+    if not enabled or not err_console.is_terminal:
+        yield StatusLine(None)
+        return
+    with err_console.status(Text(message, no_wrap=True, overflow="ellipsis")) as status:
+        yield StatusLine(status)
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
