@@ -12,6 +12,7 @@ import functools
 import os
 import re
 from collections.abc import Callable, Iterator
+from enum import Enum
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
@@ -122,23 +123,24 @@ def _command_line_value(argv: list[str], opts: list[str]) -> str | None:
 
 
 def _expected(param_type: Any) -> str | None:
-    """What a value of this option type should be, in the words `app.settings` uses; None for other types."""
+    """What a value of this option type should be, in the words `app.settings` uses; None for other types.
+
+    Typer's parameter types are the (vendored) click ones; their `name` tells which one it is."""
     name = param_type.name
     if name in ("int range", "float range"):
-        low, high = getattr(param_type, "min", None), getattr(param_type, "max", None)
-        if getattr(param_type, "min_open", False) or getattr(param_type, "max_open", False):
+        if param_type.min_open or param_type.max_open:
             return None
         kind = "an integer" if name == "int range" else "a number"
+        low, high = param_type.min, param_type.max
         if low is not None and high is not None:
             return f"{kind} from {low} to {high}"
         if low is not None:
             return f"{kind} of at least {low}"
-        if high is not None:
-            return f"{kind} of at most {high}"
-        return kind
+        return f"{kind} of at most {high}" if high is not None else kind
     if name == "choice":
-        choices = getattr(param_type, "choices", ())
-        return "one of " + ", ".join(str(getattr(choice, "value", choice)) for choice in choices)
+        return "one of " + ", ".join(
+            str(choice.value if isinstance(choice, Enum) else choice) for choice in param_type.choices
+        )
     return _TYPE_WORDS.get(name)
 
 

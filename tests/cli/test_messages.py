@@ -9,11 +9,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
+from cli.errors import PylonGroup, state
 from cli.main import app
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -116,3 +120,52 @@ def test_pylon_serve_in_a_real_process(env: dict[str, str]) -> None:
     )
     assert run.returncode == 1
     assert run.stderr.strip() == "error: PYLON_PORT: expected an integer, got 'abc'"
+
+
+class Color(Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+def small_app() -> typer.Typer:
+    """A root like `pylon`'s, with option types Pylon's commands do not use yet."""
+    small = typer.Typer(cls=PylonGroup)
+
+    @small.command()
+    def paint(
+        color: Annotated[Color, typer.Option(envvar="PYLON_COLOR")] = Color.RED,
+        ratio: Annotated[float, typer.Option(envvar="PYLON_RATIO", min=0, max=1)] = 0.5,
+        loud: Annotated[bool, typer.Option(envvar="PYLON_LOUD")] = False,
+    ) -> None:
+        """Paint."""
+
+    @small.command()
+    def other() -> None:
+        """A second command, so the root stays a group."""
+
+    return small
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "message"),
+    [
+        (["paint", "--color", "green"], {}, 2, "error: --color: expected one of red, blue, got 'green'"),
+        (
+            ["paint"],
+            {"PYLON_COLOR": "green"},
+            1,
+            "error: PYLON_COLOR: expected one of red, blue, got 'green'",
+        ),
+        (["paint", "--ratio", "2"], {}, 2, "error: --ratio: expected a number from 0 to 1, got '2'"),
+        (["paint"], {"PYLON_RATIO": "x"}, 1, "error: PYLON_RATIO: expected a number from 0 to 1, got 'x'"),
+        (["paint"], {"PYLON_LOUD": "maybe"}, 1, "error: PYLON_LOUD: expected true or false, got 'maybe'"),
+    ],
+)
+def test_every_option_type_reads_the_same(
+    args: list[str], env: dict[str, str], code: int, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `pylon`'s own callback sets the flag on every run; this root has no --debug.
+    monkeypatch.setattr(state, "debug", False)
+    result = CliRunner().invoke(small_app(), args, env=env)
+    assert result.exit_code == code
+    assert one_line(result) == message
