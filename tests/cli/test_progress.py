@@ -83,9 +83,19 @@ def test_db_upgrade_and_downgrade_name_each_migration_on_a_terminal(env: dict[st
 
 
 def test_db_upgrade_prints_only_its_result_elsewhere(env: dict[str, str]) -> None:
-    result = CliRunner().invoke(app, ["db", "upgrade"], env=env)
-    assert result.exit_code == 0, result.output
-    assert result.stderr.splitlines() == [f"database upgraded to {head_revision()} (head)"]
+    # A process of its own: in this one, another test's app may have configured logging.
+    run = subprocess.run(
+        [sys.executable, "-m", "cli.main", "db", "upgrade"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == ""
+    assert run.stderr.splitlines() == [f"database upgraded to {head_revision()} (head)"]
 
 
 class FakeNode(BaseHTTPRequestHandler):
