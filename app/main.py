@@ -10,7 +10,7 @@ from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar
 from litestar.config.app import AppConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from app import __version__, inference, neurons, peer
@@ -31,6 +31,7 @@ from app.metrics_buffer import metrics_lifespan
 from app.neurons.controller import neurons_router
 from app.peer.controller import peer_router
 from app.settings import Settings, load_settings, secret_values
+from app.swagger import LocalSwaggerRenderPlugin
 from app.weights.controller import WeightsController
 from app.weights.runtime import weights_lifespan
 
@@ -41,7 +42,7 @@ def openapi_config() -> OpenAPIConfig:
         version=__version__,
         description="A gateway for Bittensor subnets: metagraph reads, weights, inference and API keys.",
         path="/schema",
-        render_plugins=[SwaggerRenderPlugin(path="/swagger"), JsonRenderPlugin(path="/openapi.json")],
+        render_plugins=[LocalSwaggerRenderPlugin(path="/swagger"), JsonRenderPlugin(path="/openapi.json")],
         components=Components(
             security_schemes={
                 "bearer": SecurityScheme(type="http", scheme="bearer", description="Pylon API key")

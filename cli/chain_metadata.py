@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.errors import CliError, err_console, handle_errors
+from cli.errors import CliError, err_console, handle_errors, status_line
 
 NETWORK_ALIASES = {
     "finney": "wss://entrypoint-finney.opentensor.ai:443",
@@ -74,29 +74,37 @@ def dump_metadata(
     from app.devchain.node.codec import METADATA_FILE, RUNTIME_VERSION_FILE, Runtime
 
     url = NETWORK_ALIASES.get(network, network)
-    try:
-        metadata, version = asyncio.run(
-            _rpc(
-                url,
-                [
-                    ("state_call", ["Metadata_metadata_at_version", METADATA_V15_ARGUMENT]),
-                    ("state_getRuntimeVersion", []),
-                ],
-                timeout,
+    with status_line(f"Reading the runtime metadata and version from {url}") as status:
+        try:
+            metadata, version = asyncio.run(
+                _rpc(
+                    url,
+                    [
+                        ("state_call", ["Metadata_metadata_at_version", METADATA_V15_ARGUMENT]),
+                        ("state_getRuntimeVersion", []),
+                    ],
+                    timeout,
+                )
             )
-        )
-    except TimeoutError as exc:
-        raise CliError(f"no answer from {url} within {timeout:g}s") from exc
-    except OSError as exc:
-        raise CliError(f"cannot reach {url}: {exc}") from exc
-    if not isinstance(metadata, str) or metadata in ("0x", "0x00"):
-        raise CliError(f"{url} has no V15 metadata (Metadata_metadata_at_version(15) returned {metadata!r})")
-    # Fails here, not later in `pylon localnet`, if the answer is not metadata this code can read.
-    Runtime(metadata, version)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / METADATA_FILE).write_text(json.dumps(metadata))
-    (out / RUNTIME_VERSION_FILE).write_text(json.dumps(version, indent=2))
+        except TimeoutError as exc:
+            raise CliError(f"no answer from {url} within {timeout:g}s") from exc
+        except OSError as exc:
+            raise CliError(f"cannot reach {url}: {exc}") from exc
+        if not isinstance(metadata, str) or metadata in ("0x", "0x00"):
+            raise CliError(
+                f"{url} has no V15 metadata (Metadata_metadata_at_version(15) returned {metadata!r})"
+            )
+        status.step_done(f"read {len(metadata) // 2 // 1024} KiB of metadata from {url}")
+        status.update("Decoding the metadata")
+        # Fails here, not later in `pylon localnet`, if the answer is not metadata this code can read.
+        Runtime(metadata, version)
+        status.step_done("decoded the metadata")
+        status.update(f"Writing {METADATA_FILE} and {RUNTIME_VERSION_FILE} into {out}")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / METADATA_FILE).write_text(json.dumps(metadata))
+        (out / RUNTIME_VERSION_FILE).write_text(json.dumps(version, indent=2))
     err_console.print(
         f"Recorded {version.get('specName')} spec {version.get('specVersion')} from {url} into {out}",
         highlight=False,
+        soft_wrap=True,
     )

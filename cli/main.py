@@ -15,12 +15,13 @@ from cli import keys as keys_commands
 from cli import localnet as localnet_commands
 from cli import wallet as wallet_commands
 from cli import weights as weights_commands
-from cli.errors import out_console, state
+from cli.errors import PylonGroup, out_console, state
 from cli.post_ip import post_ip
 from cli.serve import serve
 
 app = typer.Typer(
     name="pylon",
+    cls=PylonGroup,
     help="Pylon: a gateway for Bittensor subnets.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
