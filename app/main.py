@@ -22,6 +22,7 @@ from app.health import database_check, health, ready, ready_checks
 from app.http.admission import admission_middleware
 from app.http.authenticate import authentication_lifespan
 from app.http.edge import PylonEdge
+from app.http.inputs import input_middleware
 from app.inference.controller import inference_lifespan, inference_router
 from app.keys.controller import KeyController
 from app.keys.runtime import keys_lifespan
@@ -114,8 +115,8 @@ def create_app(settings: Settings | None = None) -> PylonEdge:
         # Last, once every lifespan hook above has built its objects.
         on_startup=[freeze_startup_objects],
         on_shutdown=[unfreeze_objects],
-        # Every matched route's declared scope (app/http/authenticate.py).
-        middleware=[admission_middleware],
+        # Every matched route's declared scope (app/http/authenticate.py), then its inputs' rules.
+        middleware=[admission_middleware, input_middleware],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_body_size,

@@ -5,7 +5,6 @@ Controllers hand it the raw body; the CLI uses its router for `pylon backends li
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
@@ -14,6 +13,7 @@ import msgspec
 import structlog
 
 from app.auth.context import Principal, Usage
+from app.http.inputs import InputError, decode_json
 from app.inference import metrics
 from app.inference.backends.base import Backend, BackendFailure, Endpoint, UpstreamClientError, UpstreamStream
 from app.inference.backends.ollama import OllamaBackend
@@ -39,7 +39,6 @@ DECODERS: dict[Endpoint, msgspec.json.Decoder[Any]] = {
     "completions": msgspec.json.Decoder(CompletionRequest),
     "embeddings": msgspec.json.Decoder(EmbeddingRequest),
 }
-_PARAM = re.compile(r"at `\$\.?([^`]*)`")
 DONE = b"data: [DONE]\n\n"
 CONTENT_ROLES = frozenset({"system", "developer", "user"})
 
@@ -83,15 +82,18 @@ class InferenceService:
         if not raw:
             raise InferenceError(400, "the request body is empty; send a JSON object", code="invalid_body")
         try:
-            request = DECODERS[endpoint].decode(raw)
-        except msgspec.ValidationError as exc:
-            match = _PARAM.search(str(exc))
+            # The routes' one body decoder (app/http/inputs.py): UTF-8, no duplicate keys, strict types.
+            request = decode_json(DECODERS[endpoint], raw)
+        except InputError as exc:
+            if exc.malformed:
+                raise InferenceError(
+                    400,
+                    f"the request body is not valid JSON: {exc.message}",
+                    code="invalid_json",
+                    param=exc.field,
+                ) from None
             raise InferenceError(
-                400, f"invalid request: {exc}", code="invalid_value", param=match.group(1) if match else None
-            ) from None
-        except msgspec.DecodeError as exc:
-            raise InferenceError(
-                400, f"the request body is not valid JSON: {exc}", code="invalid_json"
+                400, f"invalid request: {exc.message}", code="invalid_value", param=exc.field
             ) from None
         limit = self.settings.max_tokens_limit
         for name in ("max_tokens", "max_completion_tokens"):

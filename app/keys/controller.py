@@ -24,7 +24,15 @@ def key_error_handler(request: Request, exc: Exception) -> Response:
     """The service's errors as HTTP: an unknown key 404, a request it cannot carry out 400."""
     if isinstance(exc, KeyNotFoundError):
         return http_exception_handler(request, NotFoundException(str(exc)))
-    return http_exception_handler(request, ValidationException(str(exc)))
+    field = exc.field if isinstance(exc, InvalidKeyRequest) else None
+    extra = [{"message": str(exc), "key": field, "source": "body"}] if field else None
+    return http_exception_handler(request, ValidationException(str(exc), extra=extra))
+
+
+def known_identities(request: Request) -> list[str] | None:
+    """The identity names this Pylon signs for (None: the weights feature is not running here)."""
+    weights = request.app.state.get("weights")
+    return None if weights is None else list(weights.identities)
 
 
 class KeyController(Controller):
@@ -37,7 +45,7 @@ class KeyController(Controller):
     async def create_key(self, request: Request, data: JSONBody[KeyCreate]) -> KeyCreated:
         """Create a key. The response's `key` is the secret: shown this once, stored only as a hash."""
         async with _runtime(request).sessions() as session:
-            created = await KeyService(session).create(data)
+            created = await KeyService(session).create(data, identities=known_identities(request))
         _runtime(request).changed(created.id)
         return created
 

@@ -10,21 +10,31 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from app.auth.scopes import Scope
+from app.inputs import I64_MAX, NO_CONTROL_CHARACTERS, Netuid
 
-Name = Annotated[str, Meta(min_length=1, max_length=200)]
-PerMinute = Annotated[int, Meta(ge=1)]
-Duration = Annotated[str, Meta(pattern=r"^\d+[smhdw]$", examples=["30d", "12h"])]
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS)]
+ModelName = Annotated[str, Meta(min_length=1, max_length=256, pattern=NO_CONTROL_CHARACTERS)]
+IdentityName = Annotated[str, Meta(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS)]
+# A limit the database stores (a signed 64-bit column).
+PerMinute = Annotated[int, Meta(ge=1, le=I64_MAX)]
+# ASCII digits (`\d` would take any Unicode digit), at most what `MAX_DURATION` could need.
+Duration = Annotated[str, Meta(pattern=r"^[0-9]{1,12}[smhdw]$", examples=["30d", "12h"])]
 KeyStatus = Literal["active", "expired", "revoked"]
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Longer than any key should live, and far inside what a datetime (and the database) holds.
+MAX_DURATION = dt.timedelta(days=100 * 366)
 
 
 def parse_duration(text: str) -> dt.timedelta:
     """`30d`, `12h`, `15m`, `45s`, `2w` -> a timedelta; ValueError otherwise."""
-    match = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", text)
+    match = re.fullmatch(r"\s*([0-9]{1,12})\s*([smhdw])\s*", text)
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"expected a duration like 30d, 12h, 15m, 45s or 2w, got {text!r}")
-    return dt.timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
+    seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"a duration of at most {MAX_DURATION.days} days is accepted, got {text!r}")
+    return dt.timedelta(seconds=seconds)
 
 
 class KeyCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -32,9 +42,9 @@ class KeyCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     name: Name
     scopes: Annotated[list[Scope], Meta(min_length=1)]
-    identity: str | None = None
-    netuids: list[int] | None = None
-    models: list[str] | None = None
+    identity: IdentityName | None = None
+    netuids: list[Netuid] | None = None
+    models: list[ModelName] | None = None
     rpm: PerMinute | None = None
     tpm: PerMinute | None = None
     expires_at: dt.datetime | None = None

@@ -7,6 +7,7 @@ instances drop the key from their caches on their next poll.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 
 from msgspec import UNSET
 from sqlalchemy import select
@@ -34,7 +35,11 @@ class KeyNotFoundError(LookupError):
 
 
 class InvalidKeyRequest(ValueError):
-    """A request the service cannot carry out as asked (the API answers 400)."""
+    """A request the service cannot carry out as asked (the API answers 400, naming `field`)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def utcnow() -> dt.datetime:
@@ -96,12 +101,12 @@ def cached_key(key: ApiKey) -> CachedKey:
 
 def _expiry(expires_at: dt.datetime | None, expires_in: str | None, now: dt.datetime) -> dt.datetime | None:
     if expires_at is not None and expires_in is not None:
-        raise InvalidKeyRequest("give expires_at or expires_in, not both")
+        raise InvalidKeyRequest("give expires_at or expires_in, not both", "expires_in")
     if expires_in is not None:
         try:
             return now + parse_duration(expires_in)
         except ValueError as exc:
-            raise InvalidKeyRequest(str(exc)) from None
+            raise InvalidKeyRequest(f"expires_in: {exc}", "expires_in") from None
     return _aware(expires_at)
 
 
@@ -118,9 +123,21 @@ class KeyService:
             raise KeyNotFoundError(f"no key with id {key_id!r}")
         return key
 
-    async def create(self, data: KeyCreate) -> KeyCreated:
-        """Mint a key; the returned `key` is the only time the secret exists outside the caller."""
+    async def create(self, data: KeyCreate, identities: Collection[str] | None = None) -> KeyCreated:
+        """Mint a key; the returned `key` is the only time the secret exists outside the caller.
+
+        `identities`, when given, are the identity names this Pylon knows: a key bound to another is
+        refused. An expiry already past is refused (a key born expired is a mistake, not a wish).
+        """
         now = utcnow()
+        if identities is not None and data.identity is not None and data.identity not in identities:
+            raise InvalidKeyRequest(
+                f"identity: unknown identity {data.identity!r}; known: {', '.join(sorted(identities))}",
+                "identity",
+            )
+        expires_at = _expiry(data.expires_at, data.expires_in, now)
+        if expires_at is not None and expires_at <= now:
+            raise InvalidKeyRequest(f"expires_at: {expires_at.isoformat()} has already passed", "expires_at")
         minted = mint_key()
         key = ApiKey(
             id=minted.id,
@@ -132,7 +149,7 @@ class KeyService:
             models=sorted(set(data.models)) if data.models is not None else None,
             rpm=data.rpm,
             tpm=data.tpm,
-            expires_at=_expiry(data.expires_at, data.expires_in, now),
+            expires_at=expires_at,
             created_at=now,
         )
         self.session.add(key)

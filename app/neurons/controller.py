@@ -36,7 +36,9 @@ from app.chain.client import (
 from app.chain.metagraph import MetagraphCache
 from app.errors import http_exception_handler
 from app.http.hot import HotRequest, HotRoute
+from app.http.inputs import NetuidPath
 from app.http.raw import RawResponse
+from app.inputs import U32_MAX
 from app.neurons.render import metagraph_answer
 from app.neurons.schemas import GenerateCertificateRequest, HyperparamsResponse, NeuronResponse
 from app.neurons.service import CertificateNotFound, HotkeyNotFound, NeuronsService, NoWallet
@@ -55,8 +57,12 @@ def service_of(request: Request) -> NeuronsService:
 
 
 def parse_block_number(raw: str) -> int:
-    if not raw.isdigit():
-        raise ValidationException(f"block number must be a non-negative integer, got {raw!r}")
+    # ASCII digits only: `isdigit()` alone takes superscript digits, which `int()` then refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or int(raw) > U32_MAX:
+        raise ValidationException(
+            f"block number must be an integer from 0 to {U32_MAX} in ASCII digits, got {raw!r}",
+            extra=[{"message": "expected a block number", "key": "block_number", "source": "path"}],
+        )
     return int(raw)
 
 
@@ -103,7 +109,7 @@ class SubnetNeuronsController(Controller):
     tags = ["neurons"]
 
     @get("/neurons/latest", opt=READ, responses=METAGRAPH_RESPONSES)
-    async def latest_neurons(self, scope: ASGIScope, netuid: FromPath[int]) -> ASGIApp:
+    async def latest_neurons(self, scope: ASGIScope, netuid: NetuidPath) -> ASGIApp:
         """The subnet's metagraph at the latest block: `{"block": {...}, "neurons": {hotkey: neuron}}`.
 
         Served from memory (refreshed once per block); honours `If-None-Match`. `X-Pylon-Block` names
@@ -114,36 +120,36 @@ class SubnetNeuronsController(Controller):
 
     @get("/neurons/{block_number:str}", opt=READ)
     async def neurons_at_block(
-        self, request: Request, netuid: FromPath[int], block_number: FromPath[str]
+        self, request: Request, netuid: NetuidPath, block_number: FromPath[str]
     ) -> ASGIApp:
         """The subnet's metagraph at a block. 404 for a block in the future or no longer kept by the node."""
         return await _at_block(request, netuid, block_number)
 
     @get("/neurons/latest/{hotkey:str}", opt=READ)
     async def latest_neuron(
-        self, request: Request, netuid: FromPath[int], hotkey: FromPath[str]
+        self, request: Request, netuid: NetuidPath, hotkey: FromPath[str]
     ) -> NeuronResponse:
         """One neuron, by hotkey, at the latest block; 404 if the hotkey is not registered."""
         return await service_of(request).neuron(netuid, hotkey)
 
     @get("/hyperparams", opt=READ)
-    async def hyperparams(self, request: Request, netuid: FromPath[int]) -> HyperparamsResponse:
+    async def hyperparams(self, request: Request, netuid: NetuidPath) -> HyperparamsResponse:
         """The subnet's hyperparameters at the latest block (tempo, weights rate limit, commit-reveal...)."""
         return await service_of(request).hyperparams(netuid)
 
     @get("/certificates", opt=READ)
-    async def certificates(self, request: Request, netuid: FromPath[int]) -> dict[str, Certificate]:
+    async def certificates(self, request: Request, netuid: NetuidPath) -> dict[str, Certificate]:
         """Every neuron certificate posted on the subnet, keyed by hotkey."""
         return await service_of(request).certificates(netuid)
 
     @get("/certificates/self", opt=READ)
-    async def own_certificate(self, request: Request, netuid: FromPath[int]) -> Certificate:
+    async def own_certificate(self, request: Request, netuid: NetuidPath) -> Certificate:
         """The certificate of Pylon's own wallet hotkey; 404 if it has none."""
         return await service_of(request).own_certificate(netuid)
 
     @post("/certificates/self", opt={"scope": Scope.WEIGHTS_WRITE}, status_code=HTTP_201_CREATED)
     async def generate_certificate(
-        self, request: Request, netuid: FromPath[int], data: JSONBody[GenerateCertificateRequest]
+        self, request: Request, netuid: NetuidPath, data: JSONBody[GenerateCertificateRequest]
     ) -> CertificateKeypair:
         """Generate a certificate key pair for Pylon's wallet and post its public key on chain.
 
@@ -152,9 +158,7 @@ class SubnetNeuronsController(Controller):
         return await service_of(request).generate_certificate(netuid, data.algorithm)
 
     @get("/certificates/{hotkey:str}", opt=READ)
-    async def certificate(
-        self, request: Request, netuid: FromPath[int], hotkey: FromPath[str]
-    ) -> Certificate:
+    async def certificate(self, request: Request, netuid: NetuidPath, hotkey: FromPath[str]) -> Certificate:
         """One hotkey's certificate; 404 if it has none."""
         return await service_of(request).certificate(netuid, hotkey)
 

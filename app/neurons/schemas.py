@@ -23,4 +23,5 @@ class HyperparamsResponse(msgspec.Struct, frozen=True, kw_only=True):
 class GenerateCertificateRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """bittensor-pylon's body for POST certificates/self: the key algorithm (1 = ED25519)."""
 
-    algorithm: int = CertificateAlgorithm.ED25519
+    # The enum, so msgspec refuses an algorithm the chain does not know (a 400, not a ValueError later).
+    algorithm: CertificateAlgorithm = CertificateAlgorithm.ED25519

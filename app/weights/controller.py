@@ -22,6 +22,7 @@ from app.auth.context import Principal
 from app.auth.scopes import Scope
 from app.chain.client import UnknownNetuid
 from app.http.context import principal_of
+from app.http.inputs import NetuidPath, NetuidQuery, StoredIdPath
 from app.settings import DEFAULT_IDENTITY
 from app.weights.schemas import (
     JobStatus,
@@ -120,7 +121,7 @@ class WeightsController(Controller):
         opt={"scope": Scope.WEIGHTS_WRITE},
     )
     async def put_weights(
-        self, request: Request, netuid: FromPath[int], data: JSONBody[SetWeightsRequest]
+        self, request: Request, netuid: NetuidPath, data: JSONBody[SetWeightsRequest]
     ) -> SetWeightsResponse:
         """Schedule weights `{hotkey: weight}` on a subnet for the default identity (or the key's identity).
 
@@ -138,14 +139,14 @@ class WeightsController(Controller):
         self,
         request: Request,
         identity: FromPath[str],
-        netuid: FromPath[int],
+        netuid: NetuidPath,
         data: JSONBody[SetWeightsRequest],
     ) -> SetWeightsResponse:
         """Schedule weights signed by a named identity's hotkey (`PYLON_IDENTITIES`)."""
         return await _submit(request, identity, netuid, data)
 
     @get("/api/v1/weights/jobs/{job_id:int}", opt={"scope": Scope.WEIGHTS_READ})
-    async def get_job(self, request: Request, job_id: FromPath[int]) -> WeightsJobView:
+    async def get_job(self, request: Request, job_id: StoredIdPath) -> WeightsJobView:
         """One weights job: its status, attempts, last error, blocks, extrinsic hash and weights."""
         principal = principal_of(request)
         try:
@@ -163,7 +164,7 @@ class WeightsController(Controller):
     async def list_jobs(
         self,
         request: Request,
-        netuid: FromQuery[int | None] = None,
+        netuid: NetuidQuery = None,
         identity: FromQuery[str | None] = None,
         status: FromQuery[JobStatus | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIST_LIMIT)] = 50,
@@ -187,7 +188,7 @@ class WeightsController(Controller):
 
     @get("/api/v1/subnet/{netuid:int}/weights/last", opt={"scope": Scope.WEIGHTS_READ})
     async def last_weights(
-        self, request: Request, netuid: FromPath[int], identity: FromQuery[str | None] = None
+        self, request: Request, netuid: NetuidPath, identity: FromQuery[str | None] = None
     ) -> LastWeights:
         """What the identity (default: the caller's) last set or committed here, and at which block."""
         name = identity_for(principal_of(request), identity, netuid)
