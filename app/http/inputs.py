@@ -7,13 +7,15 @@ not a DecodeError, for invalid UTF-8, and keeps the last of duplicated keys with
 - `input_middleware` (after admission: a caller who may not use a route learns nothing of its inputs)
   refuses an int path parameter that is not ASCII digits, and decodes a routed handler's `data` body
   with `decode_json` and a strict decoder of its Struct before Litestar decodes it again (which then
-  cannot fail or differ). Bounds are the Structs' and parameters' own `Meta` (app/inputs.py).
+  cannot fail or differ). Bounds: the Structs' `Meta` (app/inputs.py), the parameters' ge/le (below).
 - `decode_json` is the one body decoder: the inference routes (hot and routed) call it from their
   service, the middleware for every other JSON body. Errors are `InputError`s naming the field.
 
 Duplicate keys cost one more (untyped) decode and a count of the keys it holds against the count of
 `"` + `:` in the bytes, which is at least the number of keys sent; only when the two differ (a duplicate,
-or `":` inside a string) does Python's json module look at the key pairs.
+or `":` inside a string) does Python's json module look at the key pairs. Measured: about 4 us on a
+300-byte chat body, 14 us at 2 KB (the typed decode alone: 0.7 and 1.8 us); the untyped decode also checks
+the UTF-8 of every string, including fields the Structs do not declare and the body forwards unread.
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ StoredIdPath = Annotated[int, PathParameter(ge=0, le=I64_MAX)]
 _AT = re.compile(r" - at `\$(.*)`$")
 # A key's closing quote and its colon, with any JSON whitespace between.
 _KEY_END = re.compile(rb'"[ \t\r\n]*:')
-_QUOTE_THEN_SPACE = (b'" ', b'"\t', b'"\r', b'"\n')
 # Where a handler's body decoder is kept, in its own opt (read from its signature once).
 _BODY_DECODER = "pylon_body_decoder"
 _NOT_READ = object()
@@ -116,7 +117,8 @@ def check_json(raw: bytes) -> None:
     keys = _count_keys(value)
     if not keys:
         return
-    if any(pattern in raw for pattern in _QUOTE_THEN_SPACE):
+    # Spelled out: a generator over the four patterns cost more than the rest of the check.
+    if b'" ' in raw or b'"\n' in raw or b'"\t' in raw or b'"\r' in raw:
         key_ends = len(_KEY_END.findall(raw))
     else:
         key_ends = raw.count(b'":')
