@@ -663,6 +663,7 @@ class LocalNode:
         uids = register_hotkey(self.chain, hotkey, netuids, validator=validator)
         # Registration changes the head's state in place: answers cached for the head are stale now.
         self.__dict__.pop("_call_cache", None)
+        self.storage.clear()
         log.info("localnet_hotkey_registered", hotkey=hotkey, uids=uids, validator=validator)
         return {str(netuid): uid for netuid, uid in uids.items()}
 

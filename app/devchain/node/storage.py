@@ -145,6 +145,10 @@ class Storage:
         """The storage items this node builds from state (every other key reads as absent)."""
         return [item for item, _ in self._builders.values()]
 
+    def clear(self) -> None:
+        """Forget every built block: for a change made to the head in place (a registration)."""
+        self._cache.clear()
+
     # ---------------------------------------------------------------------------------------- reads
     def entries(self, prefix: bytes, ctx: BlockContext) -> tuple[StorageItem, Entries] | None:
         found = self._builders.get(bytes(prefix[:32]))
