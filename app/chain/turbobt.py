@@ -13,6 +13,8 @@ turbobt's pitfalls (measured against a subtensor node), and what this adapter do
   (decoded as text) wrongly: `CommitmentOf` is read raw and mapped here (`commitment_from_turbobt`).
 - `commitments.set`/`set_revealed` return neither the extrinsic nor its hash: the adapter submits
   `Commitments.set_commitment` itself (with bittensor_drand's ciphertext for timelocked ones).
+- `weights.fetch_pending` parses each timelocked commit as hex, and fails on a ciphertext that happens to
+  be UTF-8 (decoded as text): `TimelockedWeightCommits` is read raw, the ciphertext left aside.
 - Nothing wraps alpha prices: they come from the runtime's `SwapRuntimeApi.current_alpha_price` per subnet
   (the price of V2 and V3 pools alike; root is 1 TAO), the subnets from `NetworksAdded`'s keys.
 
@@ -585,13 +587,15 @@ class TurbobtChainClient(ChainClient):
 
     async def pending_commits(self, netuid: int, block: BlockInfo | None = None) -> list[WeightCommit]:
         async def get(bt: Any, block_hash: str) -> Any:
-            return await bt.subnet(netuid).weights.fetch_pending(block_hash=block_hash)
+            # Mechanism 0's storage index is the netuid itself.
+            commits = bt.subtensor.subtensor_module.TimelockedWeightCommits
+            return await commits.fetch(netuid, block_hash=block_hash)
 
-        _, pending = await self._read("pending_commits", netuid, block, get)
+        _, rows = await self._read("pending_commits", netuid, block, get)
         return [
-            WeightCommit(hotkey=hotkey, commit_block=commit.block, reveal_round=commit.reveal_round)
-            for commits in (pending or {}).values()
-            for hotkey, commit in commits.items()
+            WeightCommit(hotkey=str(_ss58(hotkey)), commit_block=commit_block, reveal_round=reveal_round)
+            for _, commits in rows or []
+            for hotkey, commit_block, _, reveal_round in commits
         ]
 
     async def subscribe_heads(self) -> AsyncIterator[BlockInfo]:

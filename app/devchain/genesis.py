@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from app.chain.client import AxonInfo, Stakes, SubnetHyperparams
 from app.devchain.epoch import TAO_WEIGHT, run_epoch
-from app.devchain.state import NO_AXON, SubnetSnapshot, new_neuron
+from app.devchain.state import NO_AXON, AxonServed, SubnetSnapshot, new_neuron
 
 # RFC 5737's TEST-NET-1, -2 and -3 (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24): for documentation only.
 DOCUMENTATION_NETWORKS = ("192.0.2", "198.51.100", "203.0.113")
@@ -73,6 +73,7 @@ def genesis_subnet(
         hyperparams=params,
         neurons=tuple(neurons),
         evm=genesis_evm_associations(seed, netuid, count, block),
+        axons_served={n.hotkey: AxonServed(block=block) for n in neurons if n.axon_info != NO_AXON},
     )
     return run_epoch(seed, snapshot, block)
 

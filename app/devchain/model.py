@@ -253,8 +253,14 @@ class SimulatedChain:
             }
             # The replaced uid's EVM association goes with it, as subtensor clears it on replacement.
             evm = {k: v for k, v in snapshot.evm.items() if k != uid}
+            served = {k: v for k, v in snapshot.axons_served.items() if k != snapshot.neurons[uid].hotkey}
             snapshot = msgspec.structs.replace(
-                snapshot, neurons=tuple(neurons), weights=weights, certificates=certificates, evm=evm
+                snapshot,
+                neurons=tuple(neurons),
+                weights=weights,
+                certificates=certificates,
+                evm=evm,
+                axons_served=served,
             )
         if stake is None and validator:
             stake = max(max(n.stakes.alpha for n in snapshot.neurons), 100_000.0)

@@ -21,7 +21,7 @@ from app.devchain.calls import (
     SetWeights,
 )
 from app.devchain.epoch import reveal_round
-from app.devchain.state import Commit, SubnetSnapshot, replace_neuron
+from app.devchain.state import AxonServed, Commit, SubnetSnapshot, replace_neuron
 
 # Subtensor caps unrevealed commits per hotkey.
 MAX_UNREVEALED_COMMITS = 10
@@ -55,7 +55,7 @@ def apply(
     elif isinstance(call, CommitWeights):
         subnets[call.netuid] = commit_weights(snapshot, extrinsic.signer, call, block)
     elif isinstance(call, ServeAxon):
-        subnets[call.netuid] = serve_axon(snapshot, extrinsic.signer, call)
+        subnets[call.netuid] = serve_axon(snapshot, extrinsic.signer, call, block)
     elif isinstance(call, SetCommitment):
         subnets[call.netuid] = commitments.set_commitment(
             snapshot, extrinsic.signer, call, block, commitment_rate_limit
@@ -178,7 +178,7 @@ def reveal_due(snapshot: SubnetSnapshot, block: int) -> SubnetSnapshot:
     return snapshot
 
 
-def serve_axon(snapshot: SubnetSnapshot, hotkey: str, call: ServeAxon) -> SubnetSnapshot:
+def serve_axon(snapshot: SubnetSnapshot, hotkey: str, call: ServeAxon, block: int) -> SubnetSnapshot:
     uid = snapshot.uid_of(hotkey)
     if uid is None:
         raise ChainModuleError("HotKeyNotRegisteredInNetwork", f"{hotkey} on netuid {snapshot.netuid}")
@@ -191,6 +191,8 @@ def serve_axon(snapshot: SubnetSnapshot, hotkey: str, call: ServeAxon) -> Subnet
         certificates = dict(snapshot.certificates)
         certificates[hotkey] = call.certificate
         snapshot = msgspec.structs.replace(snapshot, certificates=certificates)
+    served = {**snapshot.axons_served, hotkey: AxonServed(block=block, version=call.version)}
+    snapshot = msgspec.structs.replace(snapshot, axons_served=served)
     return replace_neuron(snapshot, uid, axon_info=axon)
 
 

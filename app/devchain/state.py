@@ -32,6 +32,14 @@ class Commit(msgspec.Struct, frozen=True, kw_only=True):
     version_key: int
 
 
+class AxonServed(msgspec.Struct, frozen=True, kw_only=True):
+    """What the chain's `Axons` keeps beside the address: the block of the last `serve_axon` and the version
+    it sent."""
+
+    block: int
+    version: int = 0
+
+
 class SubnetSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """One subnet at one block. Frozen: a change makes a new snapshot, older blocks keep theirs."""
 
@@ -50,6 +58,8 @@ class SubnetSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     sealed: Mapping[str, str] = msgspec.field(default_factory=dict)
     # `AssociatedEvmAddress`: uid -> (0x-prefixed 20-byte address, last block ownership was proven).
     evm: Mapping[int, tuple[str, int]] = msgspec.field(default_factory=dict)
+    # hotkey -> when its axon was served and with which version (genesis axons: the genesis block, 0).
+    axons_served: Mapping[str, AxonServed] = msgspec.field(default_factory=dict)
 
     def uid_of(self, hotkey: str) -> int | None:
         for neuron in self.neurons:

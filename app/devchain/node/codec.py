@@ -188,6 +188,11 @@ class Runtime:
         self._storage[item.prefix] = item
         return item
 
+    def has_storage(self, pallet: str, name: str) -> bool:
+        """Whether this runtime's metadata has the storage item (newer runtimes drop and rename some)."""
+        pallet_meta = self.metadata.get_metadata_pallet(pallet)
+        return pallet_meta is not None and pallet_meta.get_storage_function(name) is not None
+
     def storage_key(self, item: StorageItem, *params: Any) -> bytes:
         key = item.prefix
         for value, type_string, hasher in zip(params, item.param_types, item.hashers, strict=False):

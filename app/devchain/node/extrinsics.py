@@ -205,12 +205,6 @@ def _ip(value: int, ip_type: int) -> str:
     return f"invalid-ip-type-{ip_type}"
 
 
-def _bytes(value: Any) -> bytes:
-    if isinstance(value, str):
-        return bytes.fromhex(value.removeprefix("0x"))
-    return bytes(value)
-
-
 def _commitment_call(args: dict[str, Any]) -> SetCommitment:
     """`Commitments.set_commitment` with one field: Raw bytes, or a timelock ciphertext (which the local node
     stores but can never reveal: revealing needs drand's signature for the round)."""
@@ -261,13 +255,13 @@ def to_call(xt: SignedExtrinsic) -> tuple[Call, int]:
                 uids=(),
                 values=(),
                 version_key=0,
-                commit=_bytes(args["commit"]),
+                commit=vec_bytes(args["commit"]),
             ),
             mechanism,
         )
     certificate = None
     if xt.call_function == "serve_axon_tls":
-        raw = _bytes(args["certificate"])
+        raw = vec_bytes(args["certificate"])
         if raw:
             certificate = Certificate(algorithm=raw[0], public_key=raw[1:].hex())
     return (

@@ -131,6 +131,8 @@ class LocalNode:
         self._methods: dict[str, Callable[[Session | None, Any], Awaitable[Any]]] = {
             "chain_getHeader": self.chain_get_header,
             "chain_getBlockHash": self.chain_get_block_hash,
+            # Substrate's alias of chain_getBlockHash: with no number, the head's hash (final at once here).
+            "chain_getHead": self.chain_get_block_hash,
             "chain_getBlock": self.chain_get_block,
             "chain_getFinalizedHead": self.chain_get_finalized_head,
             "chain_getFinalisedHead": self.chain_get_finalized_head,
@@ -154,6 +156,8 @@ class LocalNode:
             "chain_getRuntimeVersion": self.state_get_runtime_version,
             "state_getMetadata": self.state_get_metadata,
             "system_accountNextIndex": self.system_account_next_index,
+            # Substrate's alias, what the bittensor SDK asks for its nonces.
+            "account_nextIndex": self.system_account_next_index,
             "system_chain": self._constant("Pylon localnet"),
             "system_name": self._constant("pylon-localnet"),
             "system_version": self._constant("1.0.0"),
@@ -466,6 +470,8 @@ class LocalNode:
             return self.runtime.metadata_answer if version == 15 else "0x00"
         if name == "Metadata_metadata_versions":
             return hexstr(self.runtime.encode("Vec<u32>", [14, 15]))
+        if name == "TransactionPaymentApi_query_info":
+            return hexstr(runtime_api.fixed_fee_info(self.runtime))
         record = self.record_at(block_hash)
         if name == "SwapRuntimeApi_current_alpha_price":
             args = runtime_api.decode_netuid_args(
@@ -657,6 +663,7 @@ class LocalNode:
         uids = register_hotkey(self.chain, hotkey, netuids, validator=validator)
         # Registration changes the head's state in place: answers cached for the head are stale now.
         self.__dict__.pop("_call_cache", None)
+        self.storage.clear()
         log.info("localnet_hotkey_registered", hotkey=hotkey, uids=uids, validator=validator)
         return {str(netuid): uid for netuid, uid in uids.items()}
 

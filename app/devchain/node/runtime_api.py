@@ -35,14 +35,23 @@ def axon_value(axon: AxonInfo, block: int = 0, version: int = 0) -> dict[str, An
     }
 
 
-def neuron_lite_value(netuid: int, neuron: Neuron) -> dict[str, Any]:
+def served_axon_value(snapshot: SubnetSnapshot, neuron: Neuron) -> dict[str, Any]:
+    """The neuron's `AxonInfo` with the block it was served at and the version sent (zeros if unserved)."""
+    served = snapshot.axons_served.get(neuron.hotkey)
+    if served is None:
+        return axon_value(neuron.axon_info)
+    return axon_value(neuron.axon_info, block=served.block, version=served.version)
+
+
+def neuron_lite_value(snapshot: SubnetSnapshot, neuron: Neuron) -> dict[str, Any]:
+    netuid = snapshot.netuid
     return {
         "hotkey": account_hex(neuron.hotkey),
         "coldkey": account_hex(neuron.coldkey),
         "uid": neuron.uid,
         "netuid": netuid,
         "active": neuron.active,
-        "axon_info": axon_value(neuron.axon_info),
+        "axon_info": served_axon_value(snapshot, neuron),
         "prometheus_info": {"block": 0, "version": 0, "ip": 0, "port": 0, "ip_type": 4},
         # turbobt reads the first (coldkey, stake) pair as the neuron's stake.
         "stake": [(account_hex(neuron.coldkey), rao(neuron.stake))],
@@ -60,7 +69,7 @@ def neuron_lite_value(netuid: int, neuron: Neuron) -> dict[str, Any]:
 
 
 def neurons_lite(runtime: Runtime, snapshot: SubnetSnapshot) -> bytes:
-    values = [neuron_lite_value(snapshot.netuid, n) for n in snapshot.neurons]
+    values = [neuron_lite_value(snapshot, n) for n in snapshot.neurons]
     return runtime.encode(runtime.api_output("NeuronInfoRuntimeApi", "get_neurons_lite"), values)
 
 
@@ -68,7 +77,7 @@ def neuron_lite(runtime: Runtime, snapshot: SubnetSnapshot | None, uid: int) -> 
     output = runtime.api_output("NeuronInfoRuntimeApi", "get_neuron_lite")
     if snapshot is None or not 0 <= uid < len(snapshot.neurons):
         return runtime.encode(output, None)
-    return runtime.encode(output, neuron_lite_value(snapshot.netuid, snapshot.neurons[uid]))
+    return runtime.encode(output, neuron_lite_value(snapshot, snapshot.neurons[uid]))
 
 
 def neuron_full(runtime: Runtime, snapshot: SubnetSnapshot | None, uid: int) -> bytes:
@@ -76,7 +85,7 @@ def neuron_full(runtime: Runtime, snapshot: SubnetSnapshot | None, uid: int) -> 
     output = runtime.api_output("NeuronInfoRuntimeApi", "get_neuron")
     if snapshot is None or not 0 <= uid < len(snapshot.neurons):
         return runtime.encode(output, None)
-    value = neuron_lite_value(snapshot.netuid, snapshot.neurons[uid])
+    value = neuron_lite_value(snapshot, snapshot.neurons[uid])
     value["weights"] = [list(pair) for pair in snapshot.weights.get(uid, ())]
     value["bonds"] = []
     return runtime.encode(output, value)
@@ -115,6 +124,17 @@ def subnet_state(runtime: Runtime, snapshot: SubnetSnapshot | None) -> bytes:
         "emission_history": [],
     }
     return runtime.encode(output, value)
+
+
+# The node charges no fees (balances are not modelled), so every estimate is this fixed one: zero rao, zero
+# weight, the Normal class; what the node's `ExtrinsicSuccess` events report as well.
+FIXED_FEE_RAO = 0
+
+
+def fixed_fee_info(runtime: Runtime) -> bytes:
+    """`TransactionPaymentApi.query_info` for any extrinsic: a fixed fee, whatever the call."""
+    value = {"weight": {"ref_time": 0, "proof_size": 0}, "class": "Normal", "partial_fee": FIXED_FEE_RAO}
+    return runtime.encode(runtime.api_output("TransactionPaymentApi", "query_info"), value)
 
 
 def decode_netuid_args(runtime: Runtime, api: str, method: str, data: bytes) -> dict[str, Any]:

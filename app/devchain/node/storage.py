@@ -3,6 +3,10 @@
 Each modelled item is computed on demand for one block and cached by block hash: a map of the full storage
 key to the encoded value, so single reads, prefix listings and `queryStorageAt` all come from the same place.
 Keys of items that are not modelled read as absent (`null`), as on a node that never wrote them.
+
+A client decodes an absent key as the item's metadata default, so every item a client reads for a subnet's
+state must be built here: a default read as if it were state is a defect (`SUBNET_VALUES` lists the
+per-subnet items, hyperparameters first; an item the served runtime lacks is skipped).
 """
 
 from __future__ import annotations
@@ -13,15 +17,77 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from app.chain.client import float_to_u16
 from app.devchain.node.codec import Runtime, StorageItem, account_hex
-from app.devchain.node.runtime_api import axon_value
-from app.devchain.state import BlockRecord
+from app.devchain.node.runtime_api import rao, served_axon_value
+from app.devchain.state import BlockRecord, SubnetSnapshot
 
 if TYPE_CHECKING:
     from app.devchain.node.node import LocalNode
 
 # Subtensor keys per-mechanism storage by `mecid * 4096 + netuid`.
 GLOBAL_MAX_SUBNET_COUNT = 4096
+
+
+# Hyperparameter storage items (keyed by netuid) and the `SubnetHyperparams` field each holds.
+HYPERPARAM_STORAGE = {
+    "Rho": "rho",
+    "Kappa": "kappa",
+    "ImmunityPeriod": "immunity_period",
+    "MinAllowedWeights": "min_allowed_weights",
+    "MaxWeightsLimit": "max_weights_limit",
+    "Tempo": "tempo",
+    "MinDifficulty": "min_difficulty",
+    "MaxDifficulty": "max_difficulty",
+    "WeightsVersionKey": "weights_version",
+    "WeightsSetRateLimit": "weights_rate_limit",
+    "AdjustmentInterval": "adjustment_interval",
+    "ActivityCutoff": "activity_cutoff",
+    "NetworkRegistrationAllowed": "registration_allowed",
+    "TargetRegistrationsPerInterval": "target_regs_per_interval",
+    "MinBurn": "min_burn",
+    "MaxBurn": "max_burn",
+    "BondsMovingAverage": "bonds_moving_avg",
+    "MaxRegistrationsPerBlock": "max_regs_per_block",
+    "ServingRateLimit": "serving_rate_limit",
+    "MaxAllowedValidators": "max_validators",
+    "AdjustmentAlpha": "adjustment_alpha",
+    "Difficulty": "difficulty",
+    "RevealPeriodEpochs": "commit_reveal_period",
+    "CommitRevealWeightsEnabled": "commit_reveal_weights_enabled",
+    "LiquidAlphaOn": "liquid_alpha_enabled",
+}
+
+
+def _hyperparam(field: str) -> Callable[[SubnetSnapshot], Any]:
+    return lambda snap: getattr(snap.hyperparams, field)
+
+
+def _column(field: str) -> Callable[[SubnetSnapshot], Any]:
+    # Subtensor keeps [0, 1] scores as u16 columns indexed by uid.
+    return lambda snap: [float_to_u16(getattr(n, field)) for n in snap.neurons]
+
+
+# Every `SubtensorModule` item keyed by netuid alone, as a function of the subnet's snapshot.
+SUBNET_VALUES: dict[str, Callable[[SubnetSnapshot], Any]] = {
+    **{name: _hyperparam(field) for name, field in HYPERPARAM_STORAGE.items()},
+    "AlphaValues": lambda snap: (snap.hyperparams.alpha_low, snap.hyperparams.alpha_high),
+    "SubnetworkN": lambda snap: len(snap.neurons),
+    # The simulated subnet is always full: registration replaces a neuron, it never adds a uid.
+    "MaxAllowedUids": lambda snap: len(snap.neurons),
+    # Registration cost never moves here (no burned registrations adjust it): it sits at its floor.
+    "Burn": lambda snap: snap.hyperparams.min_burn,
+    "Active": lambda snap: [n.active for n in snap.neurons],
+    "ValidatorPermit": lambda snap: [n.validator_permit for n in snap.neurons],
+    "Rank": _column("rank"),
+    "Trust": _column("trust"),
+    "Consensus": _column("consensus"),
+    "Incentive": _column("incentive"),
+    "Dividends": _column("dividends"),
+    "ValidatorTrust": _column("validator_trust"),
+    "PruningScores": lambda snap: [min(n.pruning_score, 65535) for n in snap.neurons],
+    "Emission": lambda snap: [rao(n.emission) for n in snap.neurons],
+}
 
 
 @dataclass(frozen=True)
@@ -51,9 +117,10 @@ class Storage:
             ("SubtensorModule", "TimelockedWeightCommits", self._commits),
             ("SubtensorModule", "TotalNetworks", self._total_networks),
             ("SubtensorModule", "StakeThreshold", self._stake_threshold),
-            ("SubtensorModule", "CommitRevealWeightsEnabled", self._commit_reveal_enabled),
-            ("SubtensorModule", "Tempo", self._tempo),
             ("SubtensorModule", "LastUpdate", self._last_update),
+            ("SubtensorModule", "IsNetworkMember", self._is_network_member),
+            ("SubtensorModule", "Owner", self._owner),
+            ("SubtensorModule", "OwnedHotkeys", self._owned_hotkeys),
             ("System", "Events", self._events),
             ("System", "Number", self._number),
             ("System", "Account", self._accounts),
@@ -65,8 +132,22 @@ class Storage:
             ("Timestamp", "Now", self._now),
             ("Drand", "LastStoredRound", self._drand_round),
         ):
-            item = runtime.storage_item(pallet, name)
-            self._builders[item.prefix] = (item, builder)
+            self._add(pallet, name, builder)
+        for name, value in SUBNET_VALUES.items():
+            if runtime.has_storage("SubtensorModule", name):
+                self._add("SubtensorModule", name, self._per_subnet(value))
+
+    def _add(self, pallet: str, name: str, builder: Callable[[StorageItem, BlockContext], Entries]) -> None:
+        item = self.runtime.storage_item(pallet, name)
+        self._builders[item.prefix] = (item, builder)
+
+    def modelled(self) -> list[StorageItem]:
+        """The storage items this node builds from state (every other key reads as absent)."""
+        return [item for item, _ in self._builders.values()]
+
+    def clear(self) -> None:
+        """Forget every built block: for a change made to the head in place (a registration)."""
+        self._cache.clear()
 
     # ---------------------------------------------------------------------------------------- reads
     def entries(self, prefix: bytes, ctx: BlockContext) -> tuple[StorageItem, Entries] | None:
@@ -130,7 +211,7 @@ class Storage:
         return self._map(
             item,
             [
-                ((netuid, account_hex(n.hotkey)), axon_value(n.axon_info, block=n.last_update))
+                ((netuid, account_hex(n.hotkey)), served_axon_value(snap, n))
                 for netuid, snap in ctx.record.subnets.items()
                 for n in snap.neurons
                 if int(ipaddress.ip_address(n.axon_info.ip)) != 0
@@ -180,18 +261,48 @@ class Storage:
     def _stake_threshold(self, item: StorageItem, ctx: BlockContext) -> Entries:
         return self._plain(item, 0)
 
-    def _commit_reveal_enabled(self, item: StorageItem, ctx: BlockContext) -> Entries:
+    def _per_subnet(
+        self, value: Callable[[SubnetSnapshot], Any]
+    ) -> Callable[[StorageItem, BlockContext], Entries]:
+        def build(item: StorageItem, ctx: BlockContext) -> Entries:
+            return self._map(item, [((netuid,), value(snap)) for netuid, snap in ctx.record.subnets.items()])
+
+        return build
+
+    def _is_network_member(self, item: StorageItem, ctx: BlockContext) -> Entries:
         return self._map(
             item,
             [
-                ((netuid,), snap.hyperparams.commit_reveal_weights_enabled)
+                ((account_hex(n.hotkey), netuid), True)
                 for netuid, snap in ctx.record.subnets.items()
+                for n in snap.neurons
             ],
         )
 
-    def _tempo(self, item: StorageItem, ctx: BlockContext) -> Entries:
+    def _owners(self, ctx: BlockContext) -> dict[str, str]:
+        # hotkey -> coldkey; a hotkey has one owner chain-wide, so the lowest netuid's neuron answers.
+        owners: dict[str, str] = {}
+        for _, snap in sorted(ctx.record.subnets.items()):
+            for n in snap.neurons:
+                owners.setdefault(n.hotkey, n.coldkey)
+        return owners
+
+    def _owner(self, item: StorageItem, ctx: BlockContext) -> Entries:
         return self._map(
-            item, [((netuid,), snap.hyperparams.tempo) for netuid, snap in ctx.record.subnets.items()]
+            item,
+            [((account_hex(hotkey),), account_hex(coldkey)) for hotkey, coldkey in self._owners(ctx).items()],
+        )
+
+    def _owned_hotkeys(self, item: StorageItem, ctx: BlockContext) -> Entries:
+        owned: dict[str, list[str]] = {}
+        for hotkey, coldkey in self._owners(ctx).items():
+            owned.setdefault(coldkey, []).append(hotkey)
+        return self._map(
+            item,
+            [
+                ((account_hex(coldkey),), [account_hex(h) for h in sorted(hotkeys)])
+                for coldkey, hotkeys in owned.items()
+            ],
         )
 
     def _last_update(self, item: StorageItem, ctx: BlockContext) -> Entries:
