@@ -23,8 +23,7 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def cli_env(tmp_path: Path) -> dict[str, str]:
     """A private data dir and the test env file; other PYLON_* variables of the caller are masked out."""
     variables = {name: "" for name in os.environ if name.startswith("PYLON_")}
     return {
@@ -32,6 +31,11 @@ def env(tmp_path: Path) -> dict[str, str]:
         "PYLON_ENV_FILE": str(PROJECT_ROOT / "envs" / "test.env"),
         "PYLON_DATA_DIR": str(tmp_path / "data"),
     }
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return cli_env(tmp_path)
 
 
 def clean(env: dict[str, str]) -> dict[str, str]:

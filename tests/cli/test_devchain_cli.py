@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.conftest import PROJECT_ROOT, free_port
+from tests.cli.test_cli import cli_env
+from tests.conftest import free_port
 
 runner = CliRunner()
 
@@ -18,14 +18,7 @@ runner = CliRunner()
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """The test env file, a private data dir, and a node port where nothing listens."""
-    variables = {name: "" for name in os.environ if name.startswith("PYLON_")}
-    return {
-        **variables,
-        "PYLON_ENV_FILE": str(PROJECT_ROOT / "envs" / "test.env"),
-        "PYLON_DATA_DIR": str(tmp_path / "data"),
-        "PYLON_LOCAL_NODE": "true",
-        "PYLON_LOCAL_NODE_PORT": str(free_port()),
-    }
+    return {**cli_env(tmp_path), "PYLON_LOCAL_NODE": "true", "PYLON_LOCAL_NODE_PORT": str(free_port())}
 
 
 def test_chain_head_alone_simulates_its_own_copy(env: dict[str, str]) -> None:
