@@ -39,9 +39,15 @@ from app.chain.client import (
 from app.errors import http_exception_handler
 from app.http.context import principal_of
 from app.http.hot import HotRequest, HotRoute
-from app.neurons.controller import _at_block, chain_error_handler, latest_answer, serve_latest, stale_age
+from app.neurons.controller import (
+    _at_block,
+    chain_error_handler,
+    latest_answer,
+    serve_latest,
+    stale_age,
+)
+from app.neurons.controller import service_of as neurons_service_of
 from app.neurons.schemas import GenerateCertificateRequest
-from app.neurons.service import CertificateNotFound
 from app.peer.schemas import (
     BlockInfoResponse,
     CommitmentsUnstable,
@@ -298,9 +304,7 @@ async def certificates(
     request: Request, netuid: FromPath[int], identity_name: FromPath[str | None] = None
 ) -> dict[str, Certificate]:
     acting_identity(request, identity_name, netuid)
-    service = service_of(request)
-    block = (await service.cache.latest(netuid)).block
-    return await service.chain.certificates(netuid, block)
+    return await neurons_service_of(request).certificates(netuid)
 
 
 @get(identity_only("/block/latest/certificates/self"), opt=READ)
@@ -308,7 +312,7 @@ async def own_certificate(
     request: Request, netuid: FromPath[int], identity_name: FromPath[str]
 ) -> Certificate:
     identity = own_identity(request, identity_name, netuid)
-    return await _certificate(request, netuid, identity.hotkey_ss58)
+    return await neurons_service_of(request).certificate(netuid, identity.hotkey_ss58)
 
 
 @get(subnet("/block/latest/certificates/{hotkey:str}"), opt=READ)
@@ -316,16 +320,7 @@ async def certificate(
     request: Request, netuid: FromPath[int], hotkey: FromPath[str], identity_name: FromPath[str | None] = None
 ) -> Certificate:
     acting_identity(request, identity_name, netuid)
-    return await _certificate(request, netuid, hotkey)
-
-
-async def _certificate(request: Request, netuid: int, hotkey: str) -> Certificate:
-    service = service_of(request)
-    block = (await service.cache.latest(netuid)).block
-    found = await service.chain.certificate(netuid, hotkey, block)
-    if found is None:
-        raise CertificateNotFound(netuid, hotkey)
-    return found
+    return await neurons_service_of(request).certificate(netuid, hotkey)
 
 
 @post(identity_only("/certificates/self"), opt=WRITE, status_code=HTTP_201_CREATED)
