@@ -28,6 +28,14 @@ def next_epoch_block(netuid: int, tempo: int, block: int) -> int:
     return block + 1 + (-(block + 1 + netuid + 1)) % period
 
 
+def last_epoch_block(netuid: int, tempo: int, block: int) -> int:
+    """The last block at or before `block` at which the subnet's epoch ran (0 before the first; `tempo` 0:
+    never, so 0)."""
+    if tempo <= 0:
+        return 0
+    return max(0, block - (block + netuid + 1) % (tempo + 1))
+
+
 def reveal_round(snapshot: SubnetSnapshot, block: int) -> int:
     """The simulated "drand round" of a commit made at `block`: a block number, the first block of the
     epoch `commit_reveal_period` epochs after the commit's."""

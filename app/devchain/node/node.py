@@ -36,7 +36,7 @@ from app.devchain import clock, market
 from app.devchain.calls import CommitWeights
 from app.devchain.model import SimulatedChain
 from app.devchain.node import extrinsics, runtime_api
-from app.devchain.node.codec import Runtime, blake2_256, hexstr
+from app.devchain.node.codec import Runtime, blake2_256, hexstr, ss58
 from app.devchain.node.storage import BlockContext, Storage
 from app.devchain.state import BlockRecord
 
@@ -94,6 +94,12 @@ def _param(params: Any, name: str, index: int, default: Any = None) -> Any:
     if isinstance(params, list | tuple) and len(params) > index:
         return params[index]
     return default
+
+
+def _ss58(account: Any) -> str:
+    """A decoded `AccountId32` argument (scalecodec gives ss58 or 0x-hex) as ss58."""
+    text = str(account)
+    return ss58(text) if text.startswith("0x") else text
 
 
 def _to_int(value: Any) -> int:
@@ -483,39 +489,65 @@ class LocalNode:
                 self.runtime.encode(self.runtime.api_output("SwapRuntimeApi", "current_alpha_price"), price)
             )
         api, _, method = str(name).partition("_")
-        handlers = {
-            ("NeuronInfoRuntimeApi", "get_neurons_lite"): lambda snap, args: (
-                runtime_api.neurons_lite(self.runtime, snap)
-                if snap
-                else self.runtime.encode(self.runtime.api_output(api, method), [])
-            ),
-            ("NeuronInfoRuntimeApi", "get_neuron_lite"): lambda snap, args: runtime_api.neuron_lite(
-                self.runtime, snap, int(args["uid"])
-            ),
-            ("NeuronInfoRuntimeApi", "get_neuron"): lambda snap, args: runtime_api.neuron_full(
-                self.runtime, snap, int(args["uid"])
-            ),
-            ("SubnetInfoRuntimeApi", "get_subnet_hyperparams"): lambda snap, args: runtime_api.hyperparams(
-                self.runtime, snap
-            ),
-            ("SubnetInfoRuntimeApi", "get_subnet_state"): lambda snap, args: runtime_api.subnet_state(
-                self.runtime, snap
-            ),
-        }
-        handler = handlers.get((api, method))
-        if handler is None:
+        handler = self._runtime_calls().get((api, method))
+        if handler is None or method not in self.runtime.apis.get(api, {}):
             raise RpcError(
                 -32000,
                 f"Client error: Execution failed: pylon localnet does not implement the runtime API {name}",
             )
         args = runtime_api.decode_netuid_args(self.runtime, api, method, payload)
+        return hexstr(await self._cached_call(record.hash, str(name), payload, lambda: handler(record, args)))
+
+    def _subnet_at(self, record: BlockRecord, netuid: Any) -> Any:
         try:
-            snapshot = self.chain.subnet(int(args["netuid"]), record.info)
+            return self.chain.subnet(int(netuid), record.info)
         except UnknownNetuid:
-            snapshot = None
-        return hexstr(
-            await self._cached_call(record.hash, str(name), payload, lambda: handler(snapshot, args))
-        )
+            return None
+
+    def _runtime_calls(self) -> dict[tuple[str, str], Callable[[BlockRecord, dict[str, Any]], bytes]]:
+        """The runtime APIs answered from the model, each `(block record, decoded args) -> SCALE bytes`."""
+        rt = self.runtime
+        subnet = self._subnet_at
+        return {
+            ("NeuronInfoRuntimeApi", "get_neurons_lite"): lambda rec, args: runtime_api.neurons_lite(
+                rt, subnet(rec, args["netuid"])
+            ),
+            ("NeuronInfoRuntimeApi", "get_neurons"): lambda rec, args: runtime_api.neurons_full(
+                rt, subnet(rec, args["netuid"])
+            ),
+            ("NeuronInfoRuntimeApi", "get_neuron_lite"): lambda rec, args: runtime_api.neuron_lite(
+                rt, subnet(rec, args["netuid"]), int(args["uid"])
+            ),
+            ("NeuronInfoRuntimeApi", "get_neuron"): lambda rec, args: runtime_api.neuron_full(
+                rt, subnet(rec, args["netuid"]), int(args["uid"])
+            ),
+            ("SubnetInfoRuntimeApi", "get_subnet_hyperparams"): lambda rec, args: runtime_api.hyperparams(
+                rt, subnet(rec, args["netuid"])
+            ),
+            ("SubnetInfoRuntimeApi", "get_subnet_state"): lambda rec, args: runtime_api.subnet_state(
+                rt, subnet(rec, args["netuid"])
+            ),
+            ("SubnetInfoRuntimeApi", "get_metagraph"): lambda rec, args: runtime_api.metagraph(
+                rt, subnet(rec, args["netuid"]), rec.number
+            ),
+            ("StakeInfoRuntimeApi", "get_stake_info_for_coldkey"): lambda rec, args: (
+                runtime_api.stake_info_for_coldkey(rt, rec.subnets, _ss58(args["coldkey_account"]))
+            ),
+            ("StakeInfoRuntimeApi", "get_stake_info_for_coldkeys"): lambda rec, args: (
+                runtime_api.stake_info_for_coldkeys(
+                    rt, rec.subnets, [_ss58(c) for c in args["coldkey_accounts"]]
+                )
+            ),
+            ("StakeInfoRuntimeApi", "get_stake_info_for_hotkey_coldkey_netuid"): lambda rec, args: (
+                runtime_api.stake_info_for_hotkey_coldkey_netuid(
+                    rt,
+                    rec.subnets,
+                    _ss58(args["hotkey_account"]),
+                    _ss58(args["coldkey_account"]),
+                    int(args["netuid"]),
+                )
+            ),
+        }
 
     @staticmethod
     def known_netuids(record: BlockRecord) -> set[int]:

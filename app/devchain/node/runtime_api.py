@@ -6,6 +6,7 @@ Units are converted back to the chain's: TAO/alpha floats to rao (1e9), [0, 1] p
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -80,15 +81,27 @@ def neuron_lite(runtime: Runtime, snapshot: SubnetSnapshot | None, uid: int) -> 
     return runtime.encode(output, neuron_lite_value(snapshot, snapshot.neurons[uid]))
 
 
+def neuron_full_value(snapshot: SubnetSnapshot, neuron: Neuron) -> dict[str, Any]:
+    """Subtensor's `NeuronInfo`: the lite fields plus the neuron's weights row (uid, u16 weight) and its
+    bonds (the simulated epoch keeps none, as on a subnet whose bonds were reset: empty)."""
+    value = neuron_lite_value(snapshot, neuron)
+    value["weights"] = [list(pair) for pair in snapshot.weights.get(neuron.uid, ())]
+    value["bonds"] = []
+    return value
+
+
 def neuron_full(runtime: Runtime, snapshot: SubnetSnapshot | None, uid: int) -> bytes:
     """`get_neuron` (what turbobt's `neuron(...).get()` reads): the lite fields plus weights and bonds."""
     output = runtime.api_output("NeuronInfoRuntimeApi", "get_neuron")
     if snapshot is None or not 0 <= uid < len(snapshot.neurons):
         return runtime.encode(output, None)
-    value = neuron_lite_value(snapshot, snapshot.neurons[uid])
-    value["weights"] = [list(pair) for pair in snapshot.weights.get(uid, ())]
-    value["bonds"] = []
-    return runtime.encode(output, value)
+    return runtime.encode(output, neuron_full_value(snapshot, snapshot.neurons[uid]))
+
+
+def neurons_full(runtime: Runtime, snapshot: SubnetSnapshot | None) -> bytes:
+    """`get_neurons`: every neuron's `NeuronInfo` (an unknown subnet answers an empty list, as subtensor)."""
+    values = [neuron_full_value(snapshot, n) for n in snapshot.neurons] if snapshot else []
+    return runtime.encode(runtime.api_output("NeuronInfoRuntimeApi", "get_neurons"), values)
 
 
 def hyperparams(runtime: Runtime, snapshot: SubnetSnapshot | None) -> bytes:
@@ -98,13 +111,10 @@ def hyperparams(runtime: Runtime, snapshot: SubnetSnapshot | None) -> bytes:
     return runtime.encode(output, msgspec.to_builtins(snapshot.hyperparams))
 
 
-def subnet_state(runtime: Runtime, snapshot: SubnetSnapshot | None) -> bytes:
-    output = runtime.api_output("SubnetInfoRuntimeApi", "get_subnet_state")
-    if snapshot is None:
-        return runtime.encode(output, None)
+def _columns(snapshot: SubnetSnapshot) -> dict[str, list[Any]]:
+    """The per-uid columns `SubnetState` and `Metagraph` share, in the chain's units."""
     neurons = snapshot.neurons
-    value = {
-        "netuid": snapshot.netuid,
+    return {
         "hotkeys": [account_hex(n.hotkey) for n in neurons],
         "coldkeys": [account_hex(n.coldkey) for n in neurons],
         "active": [n.active for n in neurons],
@@ -117,13 +127,168 @@ def subnet_state(runtime: Runtime, snapshot: SubnetSnapshot | None) -> bytes:
         "consensus": [float_to_u16(n.consensus) for n in neurons],
         "trust": [float_to_u16(n.trust) for n in neurons],
         "rank": [float_to_u16(n.rank) for n in neurons],
+        # The simulated subnets are registered at genesis, with every neuron in them.
         "block_at_registration": [0 for _ in neurons],
         "alpha_stake": [rao(n.stakes.alpha) for n in neurons],
         "tao_stake": [rao(n.stakes.tao) for n in neurons],
         "total_stake": [rao(n.stakes.total) for n in neurons],
-        "emission_history": [],
+    }
+
+
+def subnet_state(runtime: Runtime, snapshot: SubnetSnapshot | None) -> bytes:
+    output = runtime.api_output("SubnetInfoRuntimeApi", "get_subnet_state")
+    if snapshot is None:
+        return runtime.encode(output, None)
+    value = {"netuid": snapshot.netuid, **_columns(snapshot), "emission_history": []}
+    return runtime.encode(output, value)
+
+
+# What the simulated chain has no model of reads as subtensor's value for a subnet that never set it: no
+# identity, name or token symbol, no owner (the all-zero account), no pool reserves or pending emission.
+ZERO_ACCOUNT = "0x" + "00" * 32
+
+
+def metagraph(runtime: Runtime, snapshot: SubnetSnapshot | None, block: int) -> bytes:
+    """`SubnetInfoRuntimeApi.get_metagraph`: the subnet's hyperparameters and per-uid columns at `block`.
+
+    Modelled: tempo and the epoch schedule (`last_step`: the last block whose epoch ran, by subtensor's
+    `(block + netuid + 1) % (tempo + 1)` rule), every hyperparameter, the burn (at its floor, as the
+    `Burn` storage), uids, keys, served axons, scores, emission and stakes. Not modelled, so at subtensor's
+    unset values: name, symbol, identities, owner, pool reserves (`alpha_in`, `tao_in`: zero, so clients
+    derive no price; `SwapRuntimeApi.current_alpha_price` has the simulated one), emissions and dividends
+    per hotkey (zero).
+    """
+    output = runtime.api_output("SubnetInfoRuntimeApi", "get_metagraph")
+    if snapshot is None:
+        return runtime.encode(output, None)
+    from app.devchain.epoch import last_epoch_block
+
+    params = snapshot.hyperparams
+    last_step = last_epoch_block(snapshot.netuid, params.tempo, block)
+    columns = _columns(snapshot)
+    hyper = {
+        name: getattr(params, name)
+        for name in (
+            "rho",
+            "kappa",
+            "min_allowed_weights",
+            "max_weights_limit",
+            "weights_version",
+            "weights_rate_limit",
+            "activity_cutoff",
+            "max_validators",
+            "difficulty",
+            "registration_allowed",
+            "immunity_period",
+            "min_difficulty",
+            "max_difficulty",
+            "min_burn",
+            "max_burn",
+            "adjustment_alpha",
+            "adjustment_interval",
+            "target_regs_per_interval",
+            "max_regs_per_block",
+            "serving_rate_limit",
+            "commit_reveal_weights_enabled",
+            "commit_reveal_period",
+            "liquid_alpha_enabled",
+            "alpha_high",
+            "alpha_low",
+            "bonds_moving_avg",
+        )
+    }
+    value = {
+        "netuid": snapshot.netuid,
+        "name": [],
+        "symbol": [],
+        "identity": None,
+        "network_registered_at": 0,
+        "owner_hotkey": ZERO_ACCOUNT,
+        "owner_coldkey": ZERO_ACCOUNT,
+        "block": block,
+        "tempo": params.tempo,
+        "last_step": last_step,
+        "blocks_since_last_step": block - last_step,
+        "subnet_emission": 0,
+        "alpha_in": 0,
+        "alpha_out": sum(columns["alpha_stake"]),
+        "tao_in": 0,
+        "alpha_out_emission": 0,
+        "alpha_in_emission": 0,
+        "tao_in_emission": 0,
+        "pending_alpha_emission": 0,
+        "pending_root_emission": 0,
+        "subnet_volume": 0,
+        "moving_price": {"bits": 0},
+        **hyper,
+        "num_uids": len(snapshot.neurons),
+        "max_uids": len(snapshot.neurons),
+        "burn": params.min_burn,
+        # Subtensor's default: subnets register by burn only.
+        "pow_registration_allowed": False,
+        "hotkeys": columns["hotkeys"],
+        "coldkeys": columns["coldkeys"],
+        "identities": [None for _ in snapshot.neurons],
+        "axons": [served_axon_value(snapshot, n) for n in snapshot.neurons],
+        **{k: v for k, v in columns.items() if k not in ("hotkeys", "coldkeys")},
+        "tao_dividends_per_hotkey": [(hk, 0) for hk in columns["hotkeys"]],
+        "alpha_dividends_per_hotkey": [(hk, 0) for hk in columns["hotkeys"]],
     }
     return runtime.encode(output, value)
+
+
+def _stake_info(netuid: int, hotkey: str, coldkey: str, alpha: float, registered: bool) -> dict[str, Any]:
+    # `emission`/`tao_emission` are subtensor's per-hotkey dividends of the last epoch
+    # (`AlphaDividendsPerSubnet`, `TaoDividendsPerSubnet`), which the simulated epoch does not keep: zero,
+    # as in the metagraph.
+    return {
+        "hotkey": account_hex(hotkey),
+        "coldkey": account_hex(coldkey),
+        "netuid": netuid,
+        "stake": rao(alpha),
+        "locked": 0,
+        "emission": 0,
+        "tao_emission": 0,
+        "drain": 0,
+        "is_registered": registered,
+    }
+
+
+def stake_positions(subnets: Mapping[int, SubnetSnapshot], coldkey: str) -> list[dict[str, Any]]:
+    """Every (hotkey, netuid) position a coldkey holds, by netuid then uid: its registered neurons."""
+    # In the simulated subnets a hotkey's whole stake is its owner coldkey's, and only registered hotkeys
+    # hold stake; subtensor likewise lists only non-zero positions, by netuid.
+    return [
+        _stake_info(netuid, n.hotkey, coldkey, n.stakes.alpha, registered=True)
+        for netuid, snap in sorted(subnets.items())
+        for n in snap.neurons
+        if n.coldkey == coldkey and n.stakes.alpha > 0
+    ]
+
+
+def stake_info_for_coldkey(runtime: Runtime, subnets: Mapping[int, SubnetSnapshot], coldkey: str) -> bytes:
+    output = runtime.api_output("StakeInfoRuntimeApi", "get_stake_info_for_coldkey")
+    return runtime.encode(output, stake_positions(subnets, coldkey))
+
+
+def stake_info_for_coldkeys(
+    runtime: Runtime, subnets: Mapping[int, SubnetSnapshot], coldkeys: list[str]
+) -> bytes:
+    output = runtime.api_output("StakeInfoRuntimeApi", "get_stake_info_for_coldkeys")
+    return runtime.encode(output, [(account_hex(c), stake_positions(subnets, c)) for c in coldkeys])
+
+
+def stake_info_for_hotkey_coldkey_netuid(
+    runtime: Runtime, subnets: Mapping[int, SubnetSnapshot], hotkey: str, coldkey: str, netuid: int
+) -> bytes:
+    output = runtime.api_output("StakeInfoRuntimeApi", "get_stake_info_for_hotkey_coldkey_netuid")
+    # Subtensor answers a position for any triple: zero stake where the coldkey holds none.
+    snap = subnets.get(netuid)
+    uid = None if snap is None else snap.uid_of(hotkey)
+    neuron = None if snap is None or uid is None else snap.neurons[uid]
+    alpha = neuron.stakes.alpha if neuron is not None and neuron.coldkey == coldkey else 0.0
+    found = _stake_info(netuid, hotkey, coldkey, alpha, registered=neuron is not None)
+    return runtime.encode(output, found)
 
 
 # The node charges no fees (balances are not modelled), so every estimate is this fixed one: zero rao, zero
