@@ -188,6 +188,17 @@ class Runtime:
         self._storage[item.prefix] = item
         return item
 
+    @functools.cached_property
+    def storage_names(self) -> dict[bytes, tuple[str, str]]:
+        """Every storage item of the metadata by its 32-byte key prefix: (pallet, item)."""
+        names: dict[bytes, tuple[str, str]] = {}
+        for pallet in self.metadata.value[1]["V15"]["pallets"]:
+            storage = pallet.get("storage")
+            for entry in (storage or {}).get("entries", ()):
+                prefix = xxh128(storage["prefix"].encode()) + xxh128(entry["name"].encode())
+                names[prefix] = (pallet["name"], entry["name"])
+        return names
+
     def has_storage(self, pallet: str, name: str) -> bool:
         """Whether this runtime's metadata has the storage item (newer runtimes drop and rename some)."""
         pallet_meta = self.metadata.get_metadata_pallet(pallet)

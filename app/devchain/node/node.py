@@ -9,8 +9,9 @@ Served from the model: blocks with their extrinsics (`chain_getBlock`: the `Time
 wall clock), `Drand.LastStoredRound`, `Commitments.CommitmentOf`/`LastCommitment`/`RevealedCommitments`,
 `SubtensorModule.AssociatedEvmAddress` and `NetworksAdded`, and `SwapRuntimeApi.current_alpha_price`;
 `Commitments.set_commitment` (one `Raw<n>` or `TimelockEncrypted` field) is accepted.
-Not served: the price storage (`SubnetMovingPrice`, `SubnetTAO`, `SubnetAlphaIn`, `Swap.*`: prices come from
-the runtime API only); `UsedSpaceOf`/`MaxSpace` (the model limits commitments by a block rate limit, refused
+Not served (reads refused with an error naming the item, see `storage.py`): the price storage
+(`SubnetMovingPrice`, `SubnetTAO`, `SubnetAlphaIn`, `Swap.*`: prices come from the runtime API only);
+`UsedSpaceOf`/`MaxSpace` (the model limits commitments by a block rate limit, refused
 as this runtime's `SpaceLimitExceeded`); revealing timelocked commitments or weights submitted here (revealing
 needs drand's signature for the round, which an offline node never has: they stay committed); commitments of
 several fields. Extrinsics the node fails itself (an unknown mechanism) appear in its blocks but not in the
@@ -37,7 +38,7 @@ from app.devchain.calls import CommitWeights
 from app.devchain.model import SimulatedChain
 from app.devchain.node import extrinsics, runtime_api
 from app.devchain.node.codec import Runtime, blake2_256, hexstr, ss58
-from app.devchain.node.storage import BlockContext, Storage
+from app.devchain.node.storage import BlockContext, Storage, StorageNotModelled
 from app.devchain.state import BlockRecord
 
 log = structlog.get_logger(__name__)
@@ -186,6 +187,9 @@ class LocalNode:
             return await handler(session, params)
         except RpcError:
             raise
+        except StorageNotModelled as exc:
+            # Substrate reports state errors as -32000-range server errors; the message names the item.
+            raise RpcError(-32000, f"Client error: {exc}") from exc
         except (KeyError, ValueError, TypeError) as exc:
             raise RpcError(-32602, f"Invalid params: {exc}") from exc
 

@@ -69,8 +69,9 @@ def neuron_lite_value(snapshot: SubnetSnapshot, neuron: Neuron) -> dict[str, Any
     }
 
 
-def neurons_lite(runtime: Runtime, snapshot: SubnetSnapshot) -> bytes:
-    values = [neuron_lite_value(snapshot, n) for n in snapshot.neurons]
+def neurons_lite(runtime: Runtime, snapshot: SubnetSnapshot | None) -> bytes:
+    """`get_neurons_lite` (an unknown subnet, or root with no neuron, answers an empty list)."""
+    values = [neuron_lite_value(snapshot, n) for n in snapshot.neurons] if snapshot else []
     return runtime.encode(runtime.api_output("NeuronInfoRuntimeApi", "get_neurons_lite"), values)
 
 
@@ -144,7 +145,7 @@ def subnet_state(runtime: Runtime, snapshot: SubnetSnapshot | None) -> bytes:
 
 
 # What the simulated chain has no model of reads as subtensor's value for a subnet that never set it: no
-# identity, name or token symbol, no owner (the all-zero account), no pool reserves or pending emission.
+# identity or name, no owner (the all-zero account), no pool reserves or pending emission.
 ZERO_ACCOUNT = "0x" + "00" * 32
 
 
@@ -156,12 +157,15 @@ def metagraph(runtime: Runtime, snapshot: SubnetSnapshot | None, block: int) -> 
     `Burn` storage), uids, keys, served axons, scores, emission and stakes. Not modelled, so at subtensor's
     unset values: name, symbol, identities, owner, pool reserves (`alpha_in`, `tao_in`: zero, so clients
     derive no price; `SwapRuntimeApi.current_alpha_price` has the simulated one), emissions and dividends
-    per hotkey (zero).
+    per hotkey (zero). The symbol is subtensor's default for the netuid, as the `TokenSymbol` storage.
     """
     output = runtime.api_output("SubnetInfoRuntimeApi", "get_metagraph")
     if snapshot is None:
         return runtime.encode(output, None)
     from app.devchain.epoch import last_epoch_block
+    from app.devchain.node.storage import token_symbol
+
+    symbol = token_symbol(snapshot.netuid)
 
     params = snapshot.hyperparams
     last_step = last_epoch_block(snapshot.netuid, params.tempo, block)
@@ -200,7 +204,7 @@ def metagraph(runtime: Runtime, snapshot: SubnetSnapshot | None, block: int) -> 
     value = {
         "netuid": snapshot.netuid,
         "name": [],
-        "symbol": [],
+        "symbol": list(symbol.encode()) if symbol else [],
         "identity": None,
         "network_registered_at": 0,
         "owner_hotkey": ZERO_ACCOUNT,

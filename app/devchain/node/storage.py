@@ -2,11 +2,17 @@
 
 Each modelled item is computed on demand for one block and cached by block hash: a map of the full storage
 key to the encoded value, so single reads, prefix listings and `queryStorageAt` all come from the same place.
-Keys of items that are not modelled read as absent (`null`), as on a node that never wrote them.
 
-A client decodes an absent key as the item's metadata default, so every item a client reads for a subnet's
-state must be built here: a default read as if it were state is a defect (`SUBNET_VALUES` lists the
-per-subnet items, hyperparameters first; an item the served runtime lacks is skipped).
+A client decodes an absent key as the item's metadata default, so a default read as if it were state is a
+defect. Each storage item of the served metadata is therefore one of three kinds:
+- modelled: built here from the simulated state (`SUBNET_VALUES` lists the per-subnet items,
+  hyperparameters first; an item the served runtime lacks is skipped), root (netuid 0) at subtensor's
+  genesis values (`ROOT_VALUES`);
+- empty: features the development chain never uses (`EMPTY_ITEMS`: identities, child keys, proxies,
+  multisigs...), where an absent key, hence the default, is the truth;
+- refused: everything else (balances among them: the node charges no fees and holds no TAO), read or listed
+  with `StorageNotModelled`, a JSON-RPC error naming the item, rather than a default passed off as state.
+A key that belongs to no item of the metadata reads as absent.
 """
 
 from __future__ import annotations
@@ -24,6 +30,71 @@ from app.devchain.state import BlockRecord, SubnetSnapshot
 
 if TYPE_CHECKING:
     from app.devchain.node.node import LocalNode
+
+
+class StorageNotModelled(Exception):
+    """A read of a storage item the node has no state for (the message names it and says why)."""
+
+    def __init__(self, pallet: str, name: str) -> None:
+        self.pallet = pallet
+        self.name = name
+        why = (
+            "balances are not modelled (the node charges no fees and holds no TAO)"
+            if (pallet, name) in {("System", "Account"), ("Balances", "Account")}
+            else "the simulated chain has no state for it, and its default would not be the truth"
+        )
+        super().__init__(f"pylon localnet does not model the storage item {pallet}.{name}: {why}")
+
+
+# Items the development chain never writes (no identities, children, proxies, multisigs, crowdloans, swaps
+# scheduled...): an absent key is their true value. Items the served runtime lacks are ignored.
+EMPTY_ITEMS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("SubtensorModule", "SubnetIdentitiesV3"),
+        ("SubtensorModule", "SubnetIdentitiesV2"),
+        ("SubtensorModule", "SubnetIdentities"),
+        ("SubtensorModule", "IdentitiesV2"),
+        ("SubtensorModule", "Identities"),
+        ("SubtensorModule", "ChildKeys"),
+        ("SubtensorModule", "ParentKeys"),
+        ("SubtensorModule", "PendingChildKeys"),
+        ("SubtensorModule", "ChildkeyTake"),
+        ("SubtensorModule", "ColdkeySwapScheduled"),
+        ("SubtensorModule", "NeuronCertificates"),
+        ("Proxy", "Proxies"),
+        ("Proxy", "Announcements"),
+        ("Multisig", "Multisigs"),
+        ("Registry", "IdentityOf"),
+        ("Crowdloan", "Crowdloans"),
+        ("Scheduler", "Agenda"),
+        ("Preimage", "RequestStatusFor"),
+    }
+)
+
+# Subtensor's genesis state of the root network (netuid 0): set once, no neuron registered on it here.
+ROOT_VALUES: dict[str, Any] = {
+    "SubnetworkN": 0,
+    "MaxAllowedUids": 64,
+    "MaxAllowedValidators": 64,
+    "MinAllowedWeights": 0,
+    "Tempo": 100,
+    "NetworkRegistrationAllowed": True,
+    "TargetRegistrationsPerInterval": 1,
+}
+
+# Subtensor's default token symbols by netuid (its `SYMBOLS` table, Greek part: root's upper-case tau, then
+# alpha...omega with "t" at 19). Subnets past it get no `TokenSymbol` entry here (not modelled).
+TOKEN_SYMBOLS: tuple[str, ...] = (
+    "\u03a4",
+    *"αβγδεζηθικλμνξοπρσ",
+    "t",
+    *"υφχψω",
+)
+
+
+def token_symbol(netuid: int) -> str | None:
+    return TOKEN_SYMBOLS[netuid] if 0 <= netuid < len(TOKEN_SYMBOLS) else None
+
 
 # Subtensor keys per-mechanism storage by `mecid * 4096 + netuid`.
 GLOBAL_MAX_SUBNET_COUNT = 4096
@@ -123,7 +194,6 @@ class Storage:
             ("SubtensorModule", "OwnedHotkeys", self._owned_hotkeys),
             ("System", "Events", self._events),
             ("System", "Number", self._number),
-            ("System", "Account", self._accounts),
             ("SubtensorModule", "AssociatedEvmAddress", self._evm_addresses),
             ("SubtensorModule", "NetworksAdded", self._networks_added),
             ("Commitments", "CommitmentOf", self._commitment_of),
@@ -131,11 +201,20 @@ class Storage:
             ("Commitments", "RevealedCommitments", self._revealed_commitments),
             ("Timestamp", "Now", self._now),
             ("Drand", "LastStoredRound", self._drand_round),
+            ("SubtensorModule", "TokenSymbol", self._token_symbols),
         ):
             self._add(pallet, name, builder)
         for name, value in SUBNET_VALUES.items():
             if runtime.has_storage("SubtensorModule", name):
-                self._add("SubtensorModule", name, self._per_subnet(value))
+                self._add("SubtensorModule", name, self._per_subnet(value, name))
+        for name in ROOT_VALUES.keys() - SUBNET_VALUES.keys():
+            if runtime.has_storage("SubtensorModule", name):
+                self._add("SubtensorModule", name, self._per_subnet(None, name))
+        self._empty = {
+            runtime.storage_item(pallet, name).prefix
+            for pallet, name in EMPTY_ITEMS
+            if runtime.has_storage(pallet, name)
+        } - self._builders.keys()
 
     def _add(self, pallet: str, name: str, builder: Callable[[StorageItem, BlockContext], Entries]) -> None:
         item = self.runtime.storage_item(pallet, name)
@@ -151,8 +230,14 @@ class Storage:
 
     # ---------------------------------------------------------------------------------------- reads
     def entries(self, prefix: bytes, ctx: BlockContext) -> tuple[StorageItem, Entries] | None:
-        found = self._builders.get(bytes(prefix[:32]))
+        """The item's entries at the block; None for an empty item or a key of no item; raises
+        `StorageNotModelled` for any other item of the metadata."""
+        head = bytes(prefix[:32])
+        found = self._builders.get(head)
         if found is None:
+            named = self.runtime.storage_names.get(head)
+            if named is not None and head not in self._empty:
+                raise StorageNotModelled(*named)
             return None
         item, builder = found
         key = (ctx.record.hash, item.prefix)
@@ -256,18 +341,33 @@ class Storage:
         return self._map(item, list(by_epoch.items()))
 
     def _total_networks(self, item: StorageItem, ctx: BlockContext) -> Entries:
-        return self._plain(item, len(ctx.record.subnets))
+        # Root counts, as on subtensor (its genesis adds it).
+        return self._plain(item, len(self.node.known_netuids(ctx.record)))
 
     def _stake_threshold(self, item: StorageItem, ctx: BlockContext) -> Entries:
         return self._plain(item, 0)
 
     def _per_subnet(
-        self, value: Callable[[SubnetSnapshot], Any]
+        self, value: Callable[[SubnetSnapshot], Any] | None, name: str
     ) -> Callable[[StorageItem, BlockContext], Entries]:
         def build(item: StorageItem, ctx: BlockContext) -> Entries:
-            return self._map(item, [((netuid,), value(snap)) for netuid, snap in ctx.record.subnets.items()])
+            rows: list[tuple[tuple[Any, ...], Any]] = []
+            if name in ROOT_VALUES:
+                rows.append(((0,), ROOT_VALUES[name]))
+            if value is not None:
+                rows += [((netuid,), value(snap)) for netuid, snap in ctx.record.subnets.items()]
+            return self._map(item, rows)
 
         return build
+
+    def _token_symbols(self, item: StorageItem, ctx: BlockContext) -> Entries:
+        # Subtensor stores each subnet's symbol (bytes) at registration, root's at genesis.
+        rows: list[tuple[tuple[Any, ...], Any]] = []
+        for netuid in sorted(self.node.known_netuids(ctx.record)):
+            symbol = token_symbol(netuid)
+            if symbol is not None:
+                rows.append(((netuid,), "0x" + symbol.encode().hex()))
+        return self._map(item, rows)
 
     def _is_network_member(self, item: StorageItem, ctx: BlockContext) -> Entries:
         return self._map(
@@ -319,25 +419,6 @@ class Storage:
 
     def _number(self, item: StorageItem, ctx: BlockContext) -> Entries:
         return self._plain(item, ctx.record.number)
-
-    def _accounts(self, item: StorageItem, ctx: BlockContext) -> Entries:
-        # Nonces are the node's current ones (not kept per block): enough for clients that sign.
-        return self._map(
-            item,
-            [
-                (
-                    (account_hex(account),),
-                    {
-                        "nonce": nonce,
-                        "consumers": 0,
-                        "providers": 1,
-                        "sufficients": 0,
-                        "data": {"free": 0, "reserved": 0, "frozen": 0, "flags": 1 << 127},
-                    },
-                )
-                for account, nonce in self.node.nonces.items()
-            ],
-        )
 
     def _now(self, item: StorageItem, ctx: BlockContext) -> Entries:
         return self._plain(item, self.node.timestamp_ms(ctx.record.number))

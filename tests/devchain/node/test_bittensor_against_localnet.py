@@ -79,7 +79,7 @@ async def test_subnets_and_hyperparameters(localnet: NodeThread, adapter):
         storage = tb.subtensor.state
         assert await storage.getStorage("SubtensorModule.WeightsSetRateLimit", 1) == 7
         assert await storage.getStorage("SubtensorModule.SubnetworkN", 1) == neurons
-        assert await tb.subtensor.subtensor_module.TotalNetworks.get() == 1
+        assert await tb.subtensor.subtensor_module.TotalNetworks.get() == 2  # root and subnet 1
     got = await adapter.hyperparams(1, await adapter.head())
     assert (got.weights_rate_limit, got.min_allowed_weights, got.max_weights_limit) == (7, 3, 40_000)
     assert len(await adapter.neurons(1, await adapter.head())) == neurons

@@ -4,6 +4,8 @@ against the simulated subnet's state (not against fixtures)."""
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -160,3 +162,39 @@ async def test_stake_positions_of_a_coldkey(localnet: NodeThread, wallets: Walle
     assert both[stranger] == []
     assert one.rao == rao(subnets[3].neurons[subnets[3].uid_of(hotkey)].stakes.alpha) > 0
     assert none.rao == 0
+
+
+def rpc(localnet: NodeThread, method: str, params: list[Any]) -> dict[str, Any]:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    request = urllib.request.Request(localnet.url.replace("ws://", "http://"), data=body, method="POST")
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return dict(json.loads(response.read()))
+
+
+async def test_root_reads_its_genesis_state_and_unmodelled_storage_is_refused(
+    localnet: NodeThread, runtime: Runtime, wallets: Wallets
+):
+    async with sdk(localnet) as client:
+        root = await client.subnets.info(0)
+        # Subtensor's genesis root network: tempo 100, no neuron registered.
+        assert (root.netuid, root.tempo, root.neuron_count) == (0, 100, 0)
+        assert {s.netuid for s in await client.subnets.all()} == {0, 1, 3}
+        assert await client.neurons.neurons(0) == []
+        # An item the development chain never writes reads as absent, which is true here.
+        assert await client.subnets.subnet_identity(1) is None
+        # Balances are not modelled: the SDK's read fails with the node's reason, not a zero balance.
+        with pytest.raises(Exception, match=r"does not model the storage item System\.Account"):
+            await client.balances.get(wallets.hotkey("validator"))
+    async with turbobt.Bittensor(localnet.url) as tb:
+        assert await tb.subtensor.subtensor_module.TotalNetworks.get() == 3
+    # A raw read and a listing of an unmodelled item: a JSON-RPC error naming it, never a null.
+    item = runtime.storage_item("SubtensorModule", "SubnetTAO")
+    key = "0x" + runtime.storage_key(item, 1).hex()
+    for method, params in (("state_getStorage", [key]), ("state_getKeysPaged", [key, 10])):
+        answer = rpc(localnet, method, params)
+        assert "result" not in answer, method
+        assert answer["error"]["code"] == -32000
+        assert "SubtensorModule.SubnetTAO" in answer["error"]["message"]
+    # A key of no storage item at all is simply absent.
+    assert rpc(localnet, "state_getStorage", ["0x" + "ab" * 32])["result"] is None

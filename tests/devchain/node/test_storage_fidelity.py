@@ -104,7 +104,6 @@ EMPTY_AT_GENESIS = {
     "NeuronCertificates": "test_turbobt_against_localnet::test_serve_axon_and_certificates",
     "Weights": "test_bittensor_against_localnet::test_raw_set_weights_lands_and_the_rate_limit_...",
     "TimelockedWeightCommits": "test_bittensor_against_localnet::test_timelocked_commit_whose_bytes_...",
-    "Account": "the SDK and turbobt submissions (nonces)",
     "CommitmentOf": "test_commitments_against_localnet",
     "LastCommitment": "test_commitments_against_localnet",
     "RevealedCommitments": "test_commitments_against_localnet",
@@ -169,7 +168,9 @@ def expected_entries(
         "Owner": {(account_hex(hotkey),): account_hex(neuron.coldkey)},
         "OwnedHotkeys": {(account_hex(neuron.coldkey),): [account_hex(hotkey)]},
         "NetworksAdded": {(0,): True, (1,): True},
-        "TotalNetworks": {(): len(record.subnets)},
+        # Root (netuid 0) counts, as on subtensor.
+        "TotalNetworks": {(): len(record.subnets) + 1},
+        "TokenSymbol": {(1,): "0x" + "\u03b1".encode().hex()},
         "StakeThreshold": {(): 0},
         "AssociatedEvmAddress": {(1, evm_uid): (evm_address, evm_block)},
         "Axons": {
