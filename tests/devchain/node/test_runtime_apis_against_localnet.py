@@ -18,6 +18,7 @@ from app.devchain.epoch import epoch_due, last_epoch_block
 from app.devchain.node.codec import Runtime, account_hex
 from app.devchain.node.node import build_node
 from app.devchain.node.runtime_api import rao
+from app.devchain.node.storage import EMPTY_ITEMS
 
 from .conftest import NodeThread, Wallets
 
@@ -198,3 +199,22 @@ async def test_root_reads_its_genesis_state_and_unmodelled_storage_is_refused(
         assert "SubtensorModule.SubnetTAO" in answer["error"]["message"]
     # A key of no storage item at all is simply absent.
     assert rpc(localnet, "state_getStorage", ["0x" + "ab" * 32])["result"] is None
+
+
+def test_every_storage_item_of_the_metadata_is_modelled_empty_or_refused(
+    localnet: NodeThread, runtime: Runtime
+):
+    # No item answers a silent null unless the node models it or its emptiness is the truth.
+    modelled = {(item.pallet, item.name) for item in localnet.node.storage.modelled()}
+    refused, answered = set(), set()
+    for prefix, named in runtime.storage_names.items():
+        answer = rpc(localnet, "state_getKeysPaged", ["0x" + prefix.hex(), 1])
+        if "error" in answer:
+            assert answer["error"]["code"] == -32000 and ".".join(named) in answer["error"]["message"]
+            refused.add(named)
+        else:
+            answered.add(named)
+    assert answered - modelled <= EMPTY_ITEMS
+    assert modelled <= answered
+    assert ("System", "Account") in refused and ("SubtensorModule", "SubnetTAO") in refused
+    assert len(refused) + len(answered) == len(runtime.storage_names)
