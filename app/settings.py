@@ -231,6 +231,9 @@ class TasksSettings(Section, frozen=True, kw_only=True):
     routes: dict[str, str] = msgspec.field(
         default_factory=lambda: {"transcription": "whisper-1", "tts": "tts-1", "summarization": "gpt-4o-mini"}
     )
+    # Task kind -> the model whose answer is the reference a task's answer is scored against (the
+    # validator's own pipeline); empty: answers are not scored (app/tasks/scoring.py).
+    references: dict[str, str] = msgspec.field(default_factory=dict)
     max_attempts: int = 3
     # Backoff between failed attempts: start, doubling up to the cap.
     retry_start: float = 1.0
@@ -570,7 +573,11 @@ def _validate_tasks(tasks: TasksSettings) -> None:
         raise SettingsError(
             f"PYLON_TASKS_MAX_UPLOAD_SIZE: expected bytes above 0, got {tasks.max_upload_size}"
         )
-    for name, mapping in (("ROUTES", tasks.routes), ("TIMEOUTS", tasks.timeouts)):
+    for name, mapping in (
+        ("ROUTES", tasks.routes),
+        ("TIMEOUTS", tasks.timeouts),
+        ("REFERENCES", tasks.references),
+    ):
         unknown = sorted(set(mapping) - set(TASK_KINDS))
         if unknown:
             raise SettingsError(

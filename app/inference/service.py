@@ -290,6 +290,15 @@ class InferenceService:
             if outcome == "client_disconnected":
                 log.info("inference_stream_cancelled", model=model, backend=state.name)
 
+    def subnet_of(self, model: str) -> int | None:
+        """The subnet serving `model`, when a subnet backend serves it."""
+        for state in self.router.states:
+            if model in state.models:
+                netuid = state.backend.netuid()
+                if netuid is not None:
+                    return netuid
+        return None
+
     # --- audio ---
 
     def parse_speech(self, raw: bytes) -> SpeechRequest:

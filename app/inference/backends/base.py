@@ -120,6 +120,11 @@ class Backend(abc.ABC):
     ) -> UpstreamStream:
         """Start a streamed answer; returns once the backend accepted it (status known), else raises."""
 
+    def netuid(self) -> int | None:
+        """The subnet whose miners answer for this backend; None for a model server (the subnet kind
+        overrides it, so task stats can show the serving subnet's miners and stake)."""
+        return None
+
     async def transcribe(self, audio: AudioFile, fields: Mapping[str, str]) -> UpstreamReply:
         """OpenAI's `/audio/transcriptions`: the file streamed upstream as multipart with `fields` (model,
         language, prompt, response_format, temperature). Kinds without audio refuse it (400)."""
