@@ -37,15 +37,21 @@ from typing import Any
 
 import msgspec
 import structlog
-from sqlalchemy import ColumnElement, FromClause, Table, and_, func, not_, or_, select, text, update
+from sqlalchemy import ColumnElement, FromClause, Table, and_, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+
+def new_boot_id() -> str:
+    """Boot ids sort by start time (fixed-width hex milliseconds), so a boot knows which are older."""
+    return f"{time.time_ns() // 1_000_000:012x}{uuid.uuid4().hex[:6]}"
+
+
 # One boot per process unless `pylon serve` names one for all its workers (PYLON_JOBS_BOOT_ID).
-PROCESS_BOOT = uuid.uuid4().hex[:12]
+PROCESS_BOOT = new_boot_id()
 INSTANCE_FILE = "instance-id"
 
 
@@ -152,13 +158,15 @@ class JobQueue:
 
     # ------------------------------------------------------------------------------------ claiming
     def interrupted(self, t: FromClause) -> ColumnElement[bool]:
-        """Running jobs this instance claimed in an earlier boot: nobody is working on them any more."""
+        """Running jobs this instance claimed in an earlier boot: nobody is working on them any more.
+
+        Only older boots (ids sort by start time): a boot still running beside a newer one (two processes
+        on one data dir) never takes the newer one's jobs."""
         claimed_by = t.c.claimed_by
         instance = self.owner.escaped(self.owner.instance)
-        boot = self.owner.escaped(self.owner.boot)
         return and_(
             claimed_by.like(f"{instance}/%", escape="\\"),
-            not_(claimed_by.like(f"{instance}/{boot}/%", escape="\\")),
+            claimed_by < f"{self.owner.instance}/{self.owner.boot}/",
         )
 
     def due(self, t: FromClause, now: float) -> ColumnElement[bool]:
