@@ -7,6 +7,7 @@ latency at an idle queue on SQLite (the worker woken in-process, and by polling 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import tempfile
 import time
@@ -64,10 +65,8 @@ async def claim_latency(data: Path, woken: bool, rounds: int = 100, poll: float 
             row = await queue.claim(30.0)
             if row is not None:
                 break
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(queue.wakeup.wait(), poll)
-            except TimeoutError:
-                pass
             queue.wakeup.clear()
         samples.append(time.perf_counter() - submitted)
         await asyncio.sleep(poll * 0.37)
