@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import wave
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -240,3 +241,21 @@ async def test_openapi_documents_the_task_routes(client):
     for path in ("/api/v1/transcription", "/api/v1/tts", "/api/v1/summarization", "/api/v1/tasks/stats"):
         assert path in schema["paths"], path
     assert "/v1/audio/transcriptions" in schema["paths"] and "/v1/audio/speech" in schema["paths"]
+
+
+async def test_openai_client_transcribes_and_speaks_through_the_gateway(pylon):
+    from openai import AsyncOpenAI
+
+    async with pylon.client() as http:
+        client = AsyncOpenAI(base_url="http://pylon/v1", api_key="test-admin-token", http_client=http)
+        text = "Speak and hear."
+        speech = await client.audio.speech.create(
+            model="tts-1", input=text, voice="alloy", response_format="wav"
+        )
+        audio = speech.content
+        with wave.open(io.BytesIO(audio), "rb") as wav:
+            assert wav.getnframes() > 0
+        transcript = await client.audio.transcriptions.create(model="whisper-1", file=("speech.wav", audio))
+        assert transcript.text == text
+        # Nothing of the upload stays on disk.
+        assert not list((Path(pylon.settings.data_dir) / "uploads").glob("upload-*"))
