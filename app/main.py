@@ -33,6 +33,8 @@ from app.neurons.controller import neurons_router
 from app.peer.controller import peer_router
 from app.settings import Settings, load_settings, secret_values
 from app.swagger import LocalSwaggerRenderPlugin
+from app.tasks.controller import TasksController
+from app.tasks.runtime import tasks_lifespan
 from app.weights.controller import WeightsController
 from app.weights.runtime import weights_lifespan
 
@@ -99,6 +101,7 @@ def create_app(settings: Settings | None = None) -> PylonEdge:
             KeyController,
             inference_router(settings),
             dashboard_router,
+            TasksController,
         ],
         plugins=[SQLAlchemyPlugin(config=db_config)],
         on_app_init=[keep_settings],
@@ -111,6 +114,8 @@ def create_app(settings: Settings | None = None) -> PylonEdge:
             authentication_lifespan,
             weights_lifespan(db_config.get_engine()),
             inference_lifespan(settings),
+            # After inference: tasks run through its router.
+            tasks_lifespan(db_config.get_engine()),
         ],
         # Last, once every lifespan hook above has built its objects.
         on_startup=[freeze_startup_objects],

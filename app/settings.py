@@ -210,6 +210,47 @@ class InferenceSettings(Section, frozen=True, kw_only=True):
     backend_cooldown: float = 15.0
 
 
+class JobsSettings(Section, frozen=True, kw_only=True):
+    """The one job mechanism (app/jobs/) that weights and tasks share."""
+
+    env_prefix: ClassVar[str] = "PYLON_JOBS_"
+    # Names this instance in every lease it takes; empty: a random id kept in the data dir (stable across
+    # restarts, so a restarted instance knows its own interrupted jobs and takes them back at once).
+    instance_id: str = ""
+    # Names this boot; `pylon serve` sets it once for all its workers. Empty: one per process.
+    boot_id: str = ""
+
+
+class TasksSettings(Section, frozen=True, kw_only=True):
+    """Long jobs (app/tasks/): transcription, speech and summaries in the durable queue."""
+
+    env_prefix: ClassVar[str] = "PYLON_TASKS_"
+    # Run the task worker in this process (every worker process runs one; claims are exclusive).
+    worker: bool = True
+    # Task kind -> the model name the inference router resolves (a subnet backend's model or any other).
+    routes: dict[str, str] = msgspec.field(
+        default_factory=lambda: {"transcription": "whisper-1", "tts": "tts-1", "summarization": "gpt-4o-mini"}
+    )
+    # Task kind -> the model whose answer is the reference a task's answer is scored against (the
+    # validator's own pipeline); empty: answers are not scored (app/tasks/scoring.py).
+    references: dict[str, str] = msgspec.field(default_factory=dict)
+    max_attempts: int = 3
+    # Backoff between failed attempts: start, doubling up to the cap.
+    retry_start: float = 1.0
+    retry_cap: float = 30.0
+    # Seconds one attempt of each kind may take; the lease is this plus lease_margin.
+    timeouts: dict[str, float] = msgspec.field(
+        default_factory=lambda: {"transcription": 300.0, "tts": 120.0, "summarization": 120.0}
+    )
+    lease_margin: float = 10.0
+    # Finished tasks (and their files) are kept this many seconds, then pruned.
+    result_ttl: float = 86400.0
+    # Seconds between looks for due tasks when nothing woke the worker (other processes' submissions).
+    poll_interval: float = 0.05
+    # Largest audio upload, in bytes (checked while streaming to the data dir).
+    max_upload_size: int = 50 * 1024 * 1024
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     app_name: str = "pylon"
     # Where the SQLite file, the dev wallet and the metrics scratch space live.
@@ -229,6 +270,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Named wallets besides the default one: PYLON_IDENTITIES=alpha,beta (see `_identities`).
     identities: tuple[IdentitySettings, ...] = ()
     inference: InferenceSettings = msgspec.field(default_factory=InferenceSettings)
+    jobs: JobsSettings = msgspec.field(default_factory=JobsSettings)
+    tasks: TasksSettings = msgspec.field(default_factory=TasksSettings)
 
     @property
     def database_url(self) -> str:
@@ -510,6 +553,39 @@ def validate(settings: Settings) -> None:
         raise SettingsError(f"PYLON_WEIGHTS_LEASE_MARGIN: expected >= 0 seconds, got {weights.lease_margin}")
     _validate_keys(settings)
     _validate_inference(settings.inference)
+    _validate_tasks(settings.tasks)
+
+
+TASK_KINDS = ("transcription", "tts", "summarization")
+
+
+def _validate_tasks(tasks: TasksSettings) -> None:
+    for name in ("retry_start", "retry_cap", "result_ttl", "poll_interval"):
+        if getattr(tasks, name) <= 0:
+            raise SettingsError(
+                f"PYLON_TASKS_{name.upper()}: expected seconds above 0, got {getattr(tasks, name)}"
+            )
+    if tasks.max_attempts < 1:
+        raise SettingsError(f"PYLON_TASKS_MAX_ATTEMPTS: expected at least 1, got {tasks.max_attempts}")
+    if tasks.lease_margin < 0:
+        raise SettingsError(f"PYLON_TASKS_LEASE_MARGIN: expected >= 0 seconds, got {tasks.lease_margin}")
+    if tasks.max_upload_size < 1:
+        raise SettingsError(
+            f"PYLON_TASKS_MAX_UPLOAD_SIZE: expected bytes above 0, got {tasks.max_upload_size}"
+        )
+    for name, mapping in (
+        ("ROUTES", tasks.routes),
+        ("TIMEOUTS", tasks.timeouts),
+        ("REFERENCES", tasks.references),
+    ):
+        unknown = sorted(set(mapping) - set(TASK_KINDS))
+        if unknown:
+            raise SettingsError(
+                f"PYLON_TASKS_{name}: unknown task kind {unknown[0]!r}; kinds are {', '.join(TASK_KINDS)}"
+            )
+    for kind, timeout in tasks.timeouts.items():
+        if timeout <= 0:
+            raise SettingsError(f"PYLON_TASKS_TIMEOUTS: {kind} expected seconds above 0, got {timeout}")
 
 
 def _validate_keys(settings: Settings) -> None:

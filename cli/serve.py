@@ -91,6 +91,10 @@ def serve(
     settings = load_settings()
     # Workers resolve relative paths from granian's working dir, not from here: pin the data dir.
     os.environ["PYLON_DATA_DIR"] = str(Path(settings.data_dir).resolve())
+    # One boot id for every worker of this start: a restart takes back this instance's interrupted jobs.
+    from app.jobs.queue import new_boot_id
+
+    os.environ["PYLON_JOBS_BOOT_ID"] = new_boot_id()
     metrics_dir = _prepare_metrics_dir(settings.data_dir)
 
     from granian.constants import Interfaces

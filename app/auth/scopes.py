@@ -11,3 +11,4 @@ class Scope(StrEnum):
     KEYS_ADMIN = "keys:admin"
     METRICS_READ = "metrics:read"
     DASHBOARD = "dashboard"
+    TASKS = "tasks"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import structlog
 from litestar import Litestar, Request, Router, get, post
@@ -29,10 +30,11 @@ from app.http.raw import (
     json_response,
     read_body,
 )
+from app.inference.audio import UploadError, receive_upload, remove_file
 from app.inference.backends.base import Endpoint
 from app.inference.errors import EXCEPTION_HANDLERS, InferenceError, error_body
 from app.inference.router import BackendRouter
-from app.inference.schemas import ModelCard, ModelList
+from app.inference.schemas import TRANSCRIPTION_FIELDS, ModelCard, ModelList
 from app.inference.service import Completion, InferenceService, build_backends
 from app.inference.upstream import UpstreamPool
 from app.settings import Settings
@@ -157,10 +159,82 @@ def get_model(request: Request, model_id: FromPath[str]) -> ModelCard:
     return service.model_card(model)
 
 
+def _upload_dir(request: Request) -> Path:
+    settings: Settings = request.app.state.settings
+    return Path(settings.data_dir) / "uploads"
+
+
+@post(
+    "/audio/transcriptions",
+    opt=OPT,
+    status_code=200,
+    tags=["inference"],
+    summary="Transcribe audio",
+    # The file is streamed to disk and its own limit checked there (PYLON_TASKS_MAX_UPLOAD_SIZE).
+    request_max_body_size=None,
+)
+async def audio_transcriptions(request: Request) -> ASGIApp:
+    """OpenAI transcription: multipart `file` (WAV, MP3, FLAC or OGG, streamed to disk, never held in
+    memory) and `model`, `language`, `prompt`, `response_format`, `temperature`. Routed by `model`."""
+    service = _service(request)
+    settings: Settings = request.app.state.settings
+    try:
+        upload = await receive_upload(
+            request.stream(),
+            request.headers.get("content-type", ""),
+            file_field="file",
+            directory=_upload_dir(request),
+            max_size=settings.tasks.max_upload_size,
+        )
+    except UploadError as exc:
+        headers = [(b"connection", b"close")] if exc.status == 413 else []
+        code = "request_too_large" if exc.status == 413 else "invalid_value"
+        return json_response(exc.status, error_body(exc.status, exc.message, code, exc.field), headers)
+    try:
+        model = upload.fields.get("model", "")
+        if not model:
+            raise InferenceError(400, "model is required", code="invalid_value", param="model")
+        service.authorize_model(principal_of(request), model)
+        fields = {name: upload.fields[name] for name in TRANSCRIPTION_FIELDS if name in upload.fields}
+        completion = await service.transcribe(model, upload.audio, fields)
+        headers = [(b"content-type", completion.content_type.encode())]
+        return RawResponse(completion.status, headers, completion.body)
+    except InferenceError as exc:
+        return error_answer(exc)
+    finally:
+        remove_file(upload.audio.path)
+
+
+@post("/audio/speech", opt=OPT, status_code=200, tags=["inference"], summary="Text to speech")
+async def audio_speech(request: Request) -> ASGIApp:
+    """OpenAI speech: `{"model", "input", "voice", "response_format"?, "speed"?}`; the audio is streamed
+    back as the backend sends it, with its content type. Routed by `model`."""
+    service = _service(request)
+    try:
+        raw = await request.body()
+        body = service.parse_speech(raw)
+        service.authorize_model(principal_of(request), body.model)
+        answer = await service.speech(raw, body)
+    except InferenceError as exc:
+        return error_answer(exc)
+    if isinstance(answer, Completion):
+        return json_response(answer.status, answer.body)
+    # A byte relay like the SSE one: a client that leaves closes the upstream response.
+    return EventStream(answer.chunks, [(b"content-type", answer.content_type.encode())])
+
+
 def inference_router(settings: Settings) -> Router:
     return Router(
         path="/v1",
-        route_handlers=[chat_completions, completions, embeddings, list_models, get_model],
+        route_handlers=[
+            chat_completions,
+            completions,
+            embeddings,
+            list_models,
+            get_model,
+            audio_transcriptions,
+            audio_speech,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=settings.inference.inference_max_body_size,
     )

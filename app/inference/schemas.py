@@ -147,3 +147,18 @@ class BackendStatus(msgspec.Struct, kw_only=True):
 
 class BackendList(msgspec.Struct, kw_only=True):
     backends: list[BackendStatus]
+
+
+class SpeechRequest(msgspec.Struct, kw_only=True):
+    """OpenAI's `/v1/audio/speech` body (unknown fields pass through, as on the other routes)."""
+
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    input: Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)]
+    voice: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | dict[str, Any] = "alloy"
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] | None = None
+    speed: Annotated[float, msgspec.Meta(ge=0.25, le=4.0)] | None = None
+    instructions: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
+
+
+# Form fields of `/v1/audio/transcriptions` forwarded upstream beside the file.
+TRANSCRIPTION_FIELDS = ("model", "language", "prompt", "response_format", "temperature")

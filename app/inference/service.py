@@ -6,7 +6,7 @@ Controllers hand it the raw body; the CLI uses its router for `pylon backends li
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 import msgspec
@@ -15,7 +15,15 @@ import structlog
 from app.auth.context import Principal, Usage
 from app.http.inputs import InputError, decode_json
 from app.inference import metrics
-from app.inference.backends.base import Backend, BackendFailure, Endpoint, UpstreamClientError, UpstreamStream
+from app.inference.audio import AudioFile
+from app.inference.backends.base import (
+    AudioStream,
+    Backend,
+    BackendFailure,
+    Endpoint,
+    UpstreamClientError,
+    UpstreamStream,
+)
 from app.inference.backends.ollama import OllamaBackend
 from app.inference.backends.openai_compatible import OpenAIBackend
 from app.inference.errors import InferenceError, error_body
@@ -26,6 +34,7 @@ from app.inference.schemas import (
     EmbeddingRequest,
     ModelCard,
     ModelList,
+    SpeechRequest,
     UsageCounts,
 )
 from app.inference.upstream import UpstreamPool
@@ -39,6 +48,7 @@ DECODERS: dict[Endpoint, msgspec.json.Decoder[Any]] = {
     "completions": msgspec.json.Decoder(CompletionRequest),
     "embeddings": msgspec.json.Decoder(EmbeddingRequest),
 }
+SPEECH_DECODER = msgspec.json.Decoder(SpeechRequest)
 DONE = b"data: [DONE]\n\n"
 CONTENT_ROLES = frozenset({"system", "developer", "user"})
 
@@ -60,6 +70,17 @@ class Completion(msgspec.Struct, frozen=True):
     status: int
     body: bytes
     usage: Usage | None = None
+    content_type: str = "application/json"
+    # The backend that answered (tasks record it).
+    backend: str | None = None
+
+
+class SpeechAnswer(msgspec.Struct, frozen=True):
+    """Speech being streamed from `backend`, in `content_type`."""
+
+    content_type: str
+    chunks: AsyncGenerator[bytes, None]
+    backend: str
 
 
 class StreamAnswer:
@@ -268,6 +289,96 @@ class InferenceService:
             BUFFER.inc(metrics.child(metrics.REQUESTS_TOTAL, model, state.name, endpoint, outcome))
             if outcome == "client_disconnected":
                 log.info("inference_stream_cancelled", model=model, backend=state.name)
+
+    def subnet_of(self, model: str) -> int | None:
+        """The subnet serving `model`, when a subnet backend serves it."""
+        for state in self.router.states:
+            if model in state.models:
+                netuid = state.backend.netuid()
+                if netuid is not None:
+                    return netuid
+        return None
+
+    # --- audio ---
+
+    def parse_speech(self, raw: bytes) -> SpeechRequest:
+        """The speech body as its Struct, or a 400 naming the field."""
+        if not raw:
+            raise InferenceError(400, "the request body is empty; send a JSON object", code="invalid_body")
+        try:
+            return decode_json(SPEECH_DECODER, raw)
+        except InputError as exc:
+            code = "invalid_json" if exc.malformed else "invalid_value"
+            raise InferenceError(400, f"invalid request: {exc.message}", code=code, param=exc.field) from None
+
+    async def transcribe(self, model: str, audio: AudioFile, fields: Mapping[str, str]) -> Completion:
+        """A transcription from the first backend for `model` that answers (the file is sent again to the
+        next one when a backend fails)."""
+        started = time.perf_counter()
+        last: BackendFailure | None = None
+        for state in self.router.candidates(model):
+            state.in_flight += 1
+            try:
+                reply = await state.backend.transcribe(audio, fields)
+            except BackendFailure as failure:
+                last = failure
+                self._failed(state, failure)
+                continue
+            except UpstreamClientError as refused:
+                BUFFER.inc(metrics.child(metrics.REQUESTS_TOTAL, model, state.name, "audio", "client_error"))
+                return Completion(refused.status, refused.body, backend=state.name)
+            finally:
+                state.in_flight -= 1
+            BUFFER.observe(
+                metrics.child(metrics.DURATION, model, state.name, "audio"), time.perf_counter() - started
+            )
+            BUFFER.inc(metrics.child(metrics.REQUESTS_TOTAL, model, state.name, "audio", "ok"))
+            return Completion(reply.status, reply.body, content_type=reply.content_type, backend=state.name)
+        raise self._exhausted(model, "audio", last)
+
+    async def speech(self, raw: bytes, request: SpeechRequest) -> SpeechAnswer | Completion:
+        """Speech streamed from the first backend for its model that starts answering."""
+        model = request.model
+        last: BackendFailure | None = None
+        for state in self.router.candidates(model):
+            state.in_flight += 1
+            try:
+                stream = await state.backend.speech(raw, request)
+            except BackendFailure as failure:
+                state.in_flight -= 1
+                last = failure
+                self._failed(state, failure)
+                continue
+            except UpstreamClientError as refused:
+                state.in_flight -= 1
+                BUFFER.inc(metrics.child(metrics.REQUESTS_TOTAL, model, state.name, "audio", "client_error"))
+                return Completion(refused.status, refused.body, backend=state.name)
+            except BaseException:
+                state.in_flight -= 1
+                raise
+            return SpeechAnswer(stream.content_type, self._relay_audio(model, state, stream), state.name)
+        raise self._exhausted(model, "audio", last)
+
+    async def _relay_audio(
+        self, model: str, state: BackendState, stream: AudioStream
+    ) -> AsyncGenerator[bytes, None]:
+        started = time.perf_counter()
+        outcome = "client_disconnected"
+        try:
+            async for chunk in stream:
+                yield chunk
+            outcome = "ok"
+        except BackendFailure as failure:
+            outcome = "backend_error"
+            self._failed(state, failure, failover=False)
+            raise
+        finally:
+            state.in_flight -= 1
+            await stream.aclose()
+            BUFFER.observe(
+                metrics.child(metrics.DURATION, model, state.name, "audio"), time.perf_counter() - started
+            )
+            BUFFER.inc(metrics.child(metrics.REQUESTS_TOTAL, model, state.name, "audio", outcome))
 
     # --- helpers ---
 

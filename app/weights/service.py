@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.chain.client import ChainClient, ChainError, UnknownNetuid
 from app.chain.metagraph import MetagraphCache
+from app.jobs.queue import JobQueue, new_owner
 from app.settings import Settings
 from app.weights.identities import Identity
 from app.weights.models import APPLIED_STATUSES, WeightsJob
@@ -36,6 +37,8 @@ log = structlog.get_logger(__name__)
 VIEW_TTL = 1.0
 
 jobs = cast(Table, WeightsJob.__table__)
+# Any fixed number; it names the lock that serialises weights claims on PostgreSQL.
+CLAIM_LOCK_KEY = 7_349_001
 
 
 class JobNotFound(LookupError):
@@ -105,21 +108,21 @@ class WeightsService:
         self.is_postgres = engine.dialect.name == "postgresql"
         self._views: dict[int, SubnetView] = {}
         self._view_locks: dict[int, asyncio.Lock] = {}
-        # Set by each PUT so this process's worker looks for due jobs at once instead of at its next poll.
-        self.wakeup = asyncio.Event()
-        # SQLite has one writer at a time and its busy handler polls with growing sleeps, so 16 requests of
-        # one process fighting for the lock starve some of them for seconds; queueing them here is fair.
-        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        # The shared job mechanism (app/jobs/): claims, leases naming their owner's boot, retries. Its
+        # wakeup is set by each PUT so this process's worker looks for due jobs at once.
+        self.queue = JobQueue(
+            engine,
+            jobs,
+            new_owner(settings),
+            order=lambda t: (t.c.next_attempt_at, t.c.id),
+            # The claim depends on other rows (one running job per identity+netuid): serialised.
+            serialize_key=CLAIM_LOCK_KEY,
+        )
+        self.wakeup = self.queue.wakeup
 
-    @asynccontextmanager
-    async def writing(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction (queued per process on SQLite, see `_write_lock`)."""
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
+    def writing(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A write transaction (queued per process on SQLite)."""
+        return self.queue.writing()
 
     # ------------------------------------------------------------------------------ creating jobs
     def identity(self, name: str) -> Identity:

@@ -1,30 +1,25 @@
 """The worker that claims due weights jobs and lands them on chain, one attempt at a time.
 
-A job being applied is `running` under a lease (`claimed_by`, `lease_until`) that another worker takes
-over once it lapses; a failed attempt puts the job back to `pending` with a later `next_attempt_at`.
-
-Claiming is one conditional `UPDATE ... WHERE id = (subquery) AND status = 'pending' ... RETURNING id`.
-On SQLite that statement runs under the database's single write lock, so two workers can never both see
-the row as claimable. On PostgreSQL the same statement runs after `pg_advisory_xact_lock`, which
-serialises claim transactions (cheap: one per job); each statement then sees every claim committed
-before it, so the same reasoning holds. The claim also enforces "one job per identity+netuid on chain at
-a time" (no other live `running` job) and "newest intent wins" (no newer job for the same pair).
+Claims, leases, attempts and backoff are the shared job mechanism's (app/jobs/queue.py; its docstring
+says why a claim is exclusive on SQLite and PostgreSQL, and how a restarted instance takes back its own
+interrupted jobs at once). What is particular to weights rides on it as claim conditions: "one job per
+identity+netuid on chain at a time" (no other live `running` job) and "newest intent wins" (no newer job
+for the same pair; older ones are swept to `superseded` in the claim's transaction). Those conditions
+read other rows, so on PostgreSQL weights claims are serialised by an advisory lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import time
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, exists, func, or_, select, text, update
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from app.chain.client import (
@@ -36,6 +31,7 @@ from app.chain.client import (
     SubnetHyperparams,
     UnknownNetuid,
 )
+from app.jobs.queue import JobQueue, backoff, new_owner
 from app.weights.identities import Identity
 from app.weights.metrics import ATTEMPT_DURATION, JOB_DURATION, PENDING_JOBS
 from app.weights.models import WeightsJob
@@ -58,29 +54,21 @@ PERMANENT_ERRORS = frozenset(
         "MaxWeightExceeded",
     }
 )
-# Any fixed number; it names the lock that serialises claims on PostgreSQL.
-CLAIM_LOCK_KEY = 7_349_001
 
 
 class PermanentJobError(Exception):
     """Retrying the job cannot help (e.g. none of its hotkeys is on the subnet)."""
 
 
-def backoff(attempts: int, start: float, cap: float) -> float:
-    """Seconds before attempt `attempts + 1`: start, 2x start, 4x start... never above cap."""
-    return min(cap, start * 2 ** max(0, attempts - 1))
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _superseded(now: float) -> Any:
+def _superseded(now: float, queue: JobQueue) -> Any:
     """Unlanded jobs made stale by a newer job of the same identity+netuid: pending ones, and running ones
-    whose worker died (lapsed lease)."""
+    whose worker died (lapsed lease, or this instance's previous boot)."""
     newer = aliased(WeightsJob)
     return and_(
-        or_(jobs.c.status == "pending", and_(jobs.c.status == "running", jobs.c.lease_until < now)),
+        or_(
+            jobs.c.status == "pending",
+            and_(jobs.c.status == "running", or_(jobs.c.lease_until < now, queue.interrupted(jobs))),
+        ),
         exists().where(
             newer.identity == jobs.c.identity,
             newer.netuid == jobs.c.netuid,
@@ -96,7 +84,8 @@ class WeightsWorker:
         self.service = service
         self.settings = service.settings
         self.engine = service.engine
-        self.id = worker_id()
+        self.queue = service.queue.with_owner(new_owner(self.settings))
+        self.id = self.queue.owner.tag
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -143,14 +132,8 @@ class WeightsWorker:
         chain = self.settings.chain
         return 3 * chain.call_timeout + chain.extrinsic_timeout + self.settings.weights.lease_margin
 
-    def _due(self, now: float) -> Any:
-        return or_(
-            and_(jobs.c.status == "pending", jobs.c.next_attempt_at <= now),
-            and_(jobs.c.status == "running", jobs.c.lease_until < now),
-        )
-
     async def claim(self) -> int | None:
-        """Atomically take the oldest due job, or None. See the module docstring for why this is exclusive."""
+        """Atomically take the oldest due job, or None (app/jobs/queue.py says why this is exclusive)."""
         now = time.time()
         # Both reads use the (status, next_attempt_at) index, so the cost does not grow with old jobs.
         async with self.engine.connect() as conn:
@@ -159,63 +142,45 @@ class WeightsWorker:
                     select(func.count()).select_from(jobs).where(jobs.c.status.in_(("pending", "running")))
                 )
             ).scalar_one()
-            due = (await conn.execute(select(jobs.c.id).where(self._due(now)).limit(1))).first() is not None
+            due = (
+                await conn.execute(select(jobs.c.id).where(self.queue.due(jobs, now)).limit(1))
+            ).first() is not None
         PENDING_JOBS.set(pending)
         if not due:
             return None
-        candidate = aliased(WeightsJob)
-        newer = aliased(WeightsJob)
-        other = aliased(WeightsJob)
-        claimable = (
-            select(candidate.id)
-            .where(
-                or_(
-                    and_(candidate.status == "pending", candidate.next_attempt_at <= now),
-                    and_(candidate.status == "running", candidate.lease_until < now),
-                ),
+
+        def conditions(candidate: Any) -> list[Any]:
+            newer, other = jobs.alias("newer"), jobs.alias("other")
+            return [
                 # Newest intent wins: a job with a newer sibling is superseded, never applied.
                 ~exists().where(
-                    newer.identity == candidate.identity,
-                    newer.netuid == candidate.netuid,
-                    newer.id > candidate.id,
+                    newer.c.identity == candidate.c.identity,
+                    newer.c.netuid == candidate.c.netuid,
+                    newer.c.id > candidate.c.id,
                 ),
                 # One job per identity+netuid on chain at a time.
                 ~exists().where(
-                    other.identity == candidate.identity,
-                    other.netuid == candidate.netuid,
-                    other.status == "running",
-                    other.lease_until >= now,
-                    other.id != candidate.id,
+                    other.c.identity == candidate.c.identity,
+                    other.c.netuid == candidate.c.netuid,
+                    other.c.status == "running",
+                    other.c.lease_until >= now,
+                    ~self.queue.interrupted(other),
+                    other.c.id != candidate.c.id,
                 ),
-            )
-            .order_by(candidate.next_attempt_at, candidate.id)
-            .limit(1)
-            .scalar_subquery()
-        )
-        async with self.service.writing() as conn:
-            if self.service.is_postgres:
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK_KEY})
+            ]
+
+        async def sweep(conn: AsyncConnection, now: float) -> None:
             await conn.execute(
                 update(jobs)
-                .where(_superseded(now))
+                .where(_superseded(now, self.queue))
                 .values(status="superseded", claimed_by=None, lease_until=None, finished_at=datetime.now(UTC))
             )
-            job_id = (
-                await conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id == claimable, self._due(now))
-                    .values(
-                        status="running",
-                        claimed_by=self.id,
-                        lease_until=now + self._lease_seconds(),
-                        attempts=jobs.c.attempts + 1,
-                        started_at=func.coalesce(jobs.c.started_at, datetime.now(UTC)),
-                    )
-                    .returning(jobs.c.id)
-                )
-            ).scalar_one_or_none()
-        if job_id is not None:
-            log.info("weights_job_claimed", job_id=job_id, worker=self.id)
+
+        row = await self.queue.claim(self._lease_seconds(), conditions=conditions, before=sweep, now=now)
+        if row is None:
+            return None
+        job_id = int(row["id"])
+        log.info("weights_job_claimed", job_id=job_id, worker=self.id)
         return job_id
 
     # ---------------------------------------------------------------------------------- applying
@@ -342,18 +307,12 @@ class WeightsWorker:
 
     async def _finish(self, job_id: int, status: str, **values: Any) -> bool:
         """Write a final status, only if this worker still holds the job (a lapsed lease loses it)."""
-        async with self.service.writing() as conn:
-            result = await conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.claimed_by == self.id, jobs.c.status == "running")
-                .values(status=status, lease_until=None, finished_at=datetime.now(UTC), **values)
-                .returning(jobs.c.created_at, jobs.c.identity, jobs.c.netuid)
-            )
-            row = result.first()
+        row = await self.queue.finish(
+            job_id, status, returning=("created_at", "identity", "netuid"), **values
+        )
         if row is None:
-            log.warning("weights_job_lease_lost", job_id=job_id, worker=self.id, status=status)
             return False
-        created_at, identity, netuid = row
+        created_at, identity, netuid = row["created_at"], row["identity"], row["netuid"]
         JOB_DURATION.labels(status, str(netuid), identity).observe(
             max(0.0, (datetime.now(UTC) - created_at).total_seconds())
         )
@@ -366,16 +325,5 @@ class WeightsWorker:
             await self._finish(job_id, "failed", last_error=f"{error} (gave up after {attempts} attempts)")
             return
         delay = backoff(attempts, weights.retry_start, weights.retry_cap)
-        async with self.service.writing() as conn:
-            await conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.claimed_by == self.id, jobs.c.status == "running")
-                .values(
-                    status="pending",
-                    claimed_by=None,
-                    lease_until=None,
-                    last_error=error,
-                    next_attempt_at=time.time() + delay,
-                )
-            )
+        await self.queue.retry(job_id, error, delay)
         log.warning("weights_job_retry", job_id=job_id, attempts=attempts, delay=delay, error=error)

@@ -8,6 +8,8 @@ token per event. Failure modes and latency can be changed while it runs, so test
 and heal it: `POST /_fake/config` with any of `{"fail": "500"|"crash"|"hang"|null, "fail_after": n,
 "latency": s, "token_delay": s}`;
 `GET /_fake/stats` counts generation requests (POSTs), streams finished and streams the client abandoned.
+Audio (`/v1/audio/transcriptions`, `/v1/audio/speech`): speech is a real WAV carrying its text as tones
+(tests/fakes/audio.py), and a transcript is that text again, or words hashed from any other audio.
 
 It is a bare ASGI app (no framework) so benchmarks measure Pylon, not the fake.
 """
@@ -17,7 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextvars
 import hashlib
+import io
 import os
 import struct
 import time
@@ -25,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+
+from tests.fakes.audio import text_to_wav, wav_frames, wav_to_text
 
 WORDS = (
     "amber", "basalt", "cedar", "delta", "ember", "fjord", "granite", "harbor", "indigo",
@@ -45,7 +51,16 @@ CONFIG: dict[str, Any] = {
     # Streams break (connection dropped) after this many events; 0 never.
     "fail_after": int(os.environ.get("FAKE_FAIL_AFTER", "0")),
 }
-STATS = {"requests": 0, "streams_completed": 0, "streams_cancelled": 0, "in_flight": 0}
+# The request's headers, for the handlers that need them (multipart boundaries).
+CURRENT_HEADERS: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("headers")
+STATS = {
+    "requests": 0,
+    "streams_completed": 0,
+    "streams_cancelled": 0,
+    "in_flight": 0,
+    "transcriptions": 0,
+    "speeches": 0,
+}
 
 
 def tokens_for(text: str, count: int) -> list[str]:
@@ -368,6 +383,93 @@ def ollama_tags() -> dict[str, Any]:
 
 # --- the app ---
 
+
+def scope_headers(receive: Any) -> dict[str, str]:
+    return CURRENT_HEADERS.get()
+
+
+def transcript_of(audio: bytes) -> str:
+    """The text a `text_to_wav` file carries; for other audio, words derived from a hash of its samples."""
+    carried = wav_to_text(audio)
+    if carried is not None:
+        return carried
+    frames = wav_frames(audio)
+    content = frames if frames is not None else audio
+    # About two words per second of 16-bit mono audio (any other audio: per 32 KB), at least one.
+    count = max(1, min(64, len(content) // 16_000))
+    return "".join(tokens_for(hashlib.sha256(content).hexdigest(), count)).strip()
+
+
+async def openai_transcription(headers: dict[str, str], raw: bytes, send: Any) -> None:
+    """OpenAI's multipart transcription: `file` and `model` (required), `response_format` json (default),
+    text or verbose_json."""
+    from multipart import MultipartParser, parse_options_header
+
+    _, options = parse_options_header(headers.get("content-type", ""))
+    if not options.get("boundary"):
+        await send_json(send, 400, openai_error("expected multipart/form-data"))
+        return
+    fields: dict[str, str] = {}
+    audio: bytes | None = None
+    for part in MultipartParser(io.BytesIO(raw), options["boundary"], content_length=len(raw)):
+        if part.name == "file" and part.filename is not None:
+            audio = part.raw
+        else:
+            fields[part.name] = part.value
+    if audio is None or not fields.get("model"):
+        await send_json(send, 400, openai_error("file and model are required"))
+        return
+    if fields["model"] not in CONFIG["models"]:
+        await send_json(send, 404, openai_error(f"model {fields['model']} not found", "model_not_found"))
+        return
+    STATS["transcriptions"] += 1
+    text = transcript_of(audio)
+    response_format = fields.get("response_format", "json")
+    if response_format == "text":
+        body = text.encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        return
+    payload: dict[str, Any] = {"text": text}
+    if response_format == "verbose_json":
+        payload.update(language=fields.get("language", "english"), duration=len(audio) / 32_000, segments=[])
+    await send_json(send, 200, payload)
+
+
+async def openai_speech(raw: bytes, send: Any) -> None:
+    """OpenAI's speech: a real WAV (`text_to_wav`) sent in chunks; wav and pcm formats only."""
+    try:
+        body = _decode(raw)
+        model, text = body["model"], body["input"]
+    except (msgspec.DecodeError, KeyError, TypeError):
+        await send_json(send, 400, openai_error("body must be JSON with model and input"))
+        return
+    if model not in CONFIG["models"]:
+        await send_json(send, 404, openai_error(f"model {model} not found", "model_not_found"))
+        return
+    response_format = body.get("response_format") or "wav"
+    if response_format not in ("wav", "pcm"):
+        await send_json(send, 400, openai_error("this fake speaks wav and pcm only", "unsupported_format"))
+        return
+    STATS["speeches"] += 1
+    audio = text_to_wav(str(text))
+    if response_format == "pcm":
+        audio = wav_frames(audio) or b""
+    content_type = b"audio/wav" if response_format == "wav" else b"audio/pcm"
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]})
+    for start in range(0, len(audio), 64 * 1024):
+        await send(
+            {"type": "http.response.body", "body": audio[start : start + 64 * 1024], "more_body": True}
+        )
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 OPENAI_POSTS = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}
 OLLAMA_POSTS = {"/api/chat", "/api/generate", "/api/embed"}
 
@@ -382,6 +484,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     path, method = scope["path"], scope["method"]
+    CURRENT_HEADERS.set({name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]})
     if path.startswith("/_fake/"):
         await control(path, method, receive, send)
         return
@@ -413,6 +516,12 @@ async def serve(path: str, method: str, receive: Any, send: Any) -> None:
         return
     if method == "GET" and path == "/api/tags":
         await send_json(send, 200, ollama_tags())
+        return
+    if method == "POST" and path == "/v1/audio/transcriptions":
+        await openai_transcription(scope_headers(receive), await read_body(receive), send)
+        return
+    if method == "POST" and path == "/v1/audio/speech":
+        await openai_speech(await read_body(receive), send)
         return
     if method == "POST" and (path in OPENAI_POSTS or path in OLLAMA_POSTS):
         raw = await read_body(receive)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Literal
 
 import msgspec
 
+from app.inference.audio import AudioFile
 from app.inference.schemas import UsageCounts
 from app.settings import BackendSettings
 
-Endpoint = Literal["chat", "completions", "embeddings"]
+# "audio": transcriptions and speech (metrics label; their own Backend methods).
+Endpoint = Literal["chat", "completions", "embeddings", "audio"]
 
 
 class BackendFailure(Exception):
@@ -42,6 +44,7 @@ class UpstreamReply(msgspec.Struct, kw_only=True):
     status: int
     body: bytes
     usage: UsageCounts | None = None
+    content_type: str = "application/json"
 
 
 class UpstreamStream(abc.ABC):
@@ -60,6 +63,33 @@ class UpstreamStream(abc.ABC):
     @abc.abstractmethod
     async def aclose(self) -> None:
         """Stop reading and drop the upstream connection (the client went away or the stream ended)."""
+
+
+class AudioStream(abc.ABC):
+    """Speech being streamed back: the backend's status was 200; `content_type` is what it sent."""
+
+    content_type: str = "application/octet-stream"
+
+    @abc.abstractmethod
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Stop reading and drop the upstream connection."""
+
+
+def audio_unsupported(kind: str, what: str) -> UpstreamClientError:
+    body = msgspec.json.encode(
+        {
+            "error": {
+                "message": f"backends of kind {kind!r} do not serve {what}",
+                "type": "invalid_request_error",
+                "code": "unsupported_endpoint",
+                "param": None,
+            }
+        }
+    )
+    return UpstreamClientError(400, body)
 
 
 class Backend(abc.ABC):
@@ -89,3 +119,18 @@ class Backend(abc.ABC):
         self, endpoint: Endpoint, raw: bytes, request: msgspec.Struct, include_usage: bool
     ) -> UpstreamStream:
         """Start a streamed answer; returns once the backend accepted it (status known), else raises."""
+
+    def netuid(self) -> int | None:
+        """The subnet whose miners answer for this backend; None for a model server (the subnet kind
+        overrides it, so task stats can show the serving subnet's miners and stake)."""
+        return None
+
+    async def transcribe(self, audio: AudioFile, fields: Mapping[str, str]) -> UpstreamReply:
+        """OpenAI's `/audio/transcriptions`: the file streamed upstream as multipart with `fields` (model,
+        language, prompt, response_format, temperature). Kinds without audio refuse it (400)."""
+        raise audio_unsupported(self.kind, "/v1/audio/transcriptions")
+
+    async def speech(self, raw: bytes, request: msgspec.Struct) -> AudioStream:
+        """OpenAI's `/audio/speech`: `raw` is the client's validated JSON body; the audio comes back as a
+        stream. Kinds without audio refuse it (400)."""
+        raise audio_unsupported(self.kind, "/v1/audio/speech")

@@ -8,11 +8,14 @@ event by event so Pylon can read the final usage chunk, which it always asks for
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
+import httpx
 import msgspec
 
+from app.inference.audio import AudioFile, MultipartBody
 from app.inference.backends.base import (
+    AudioStream,
     Backend,
     BackendFailure,
     Endpoint,
@@ -71,6 +74,54 @@ class OpenAIBackend(Backend):
         # A whole non-streamed answer, and for streams each read, waits at most read_timeout.
         self.timeout = config.read_timeout
         self.probe_timeout = min(config.read_timeout, connect + 5)
+        # Audio goes through httpx: its bodies stream from a file (multipart) or to the client, which
+        # the JSON-only hot-path client does not do; audio requests are few and long, so its cost is noise.
+        self._audio_client: httpx.AsyncClient | None = None
+
+    def _audio(self) -> httpx.AsyncClient:
+        if self._audio_client is None:
+            headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
+            timeout = httpx.Timeout(self.timeout, connect=self.config.connect_timeout)
+            self._audio_client = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout)
+        return self._audio_client
+
+    async def close(self) -> None:
+        if self._audio_client is not None:
+            await self._audio_client.aclose()
+            self._audio_client = None
+
+    async def transcribe(self, audio: AudioFile, fields: Mapping[str, str]) -> UpstreamReply:
+        body = MultipartBody(audio, dict(fields))
+        headers = {"Content-Type": body.content_type, "Content-Length": str(body.length)}
+        try:
+            response = await self._audio().post("/audio/transcriptions", content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise BackendFailure(f"{type(exc).__name__}: {exc}") from exc
+        _raise_for_failure(response.status_code)
+        content_type = response.headers.get("content-type", "application/json")
+        if response.status_code >= 400:
+            raise UpstreamClientError(response.status_code, response.content)
+        return UpstreamReply(status=response.status_code, body=response.content, content_type=content_type)
+
+    async def speech(self, raw: bytes, request: msgspec.Struct) -> AudioStream:
+        client = self._audio()
+        outgoing = client.build_request(
+            "POST", "/audio/speech", content=raw, headers={"Content-Type": "application/json"}
+        )
+        try:
+            response = await client.send(outgoing, stream=True)
+        except httpx.HTTPError as exc:
+            raise BackendFailure(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code != 200:
+            try:
+                error = await response.aread()
+            except httpx.HTTPError:
+                error = b""
+            finally:
+                await response.aclose()
+            _raise_for_failure(response.status_code)
+            raise UpstreamClientError(response.status_code, error)
+        return HttpxAudioStream(response)
 
     async def list_models(self) -> list[str]:
         try:
@@ -186,3 +237,22 @@ class SSEStream(UpstreamStream):
     async def aclose(self) -> None:
         # An unfinished stream drops its connection (never pooled), so the backend stops generating.
         self.response.close()
+
+
+class HttpxAudioStream(AudioStream):
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.content_type = response.headers.get("content-type", "application/octet-stream")
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.response.aiter_bytes():
+                yield chunk
+        except httpx.HTTPError as exc:
+            raise BackendFailure(f"stream broke: {exc}") from exc
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
