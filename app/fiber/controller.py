@@ -10,6 +10,7 @@ from typing import Any
 
 from litestar import Litestar, Request, Response, Router, get, post
 from litestar.exceptions import PermissionDeniedException, ValidationException
+from litestar.params import JSONBody
 
 from app.auth.scopes import Scope
 from app.fiber import wire
@@ -48,7 +49,9 @@ def public_encryption_key(request: Request[Any, Any, Any]) -> PublicKeyResponse:
     summary="Fiber MLTS key exchange",
     sync_to_thread=False,
 )
-def exchange_symmetric_key(request: Request[Any, Any, Any], data: SymmetricKeyExchange) -> ExchangeResponse:
+def exchange_symmetric_key(
+    request: Request[Any, Any, Any], data: JSONBody[SymmetricKeyExchange]
+) -> ExchangeResponse:
     """Keep a validator's symmetric key: a request signed with Fiber's MLTS headers (`validator-hotkey`,
     `miner-hotkey`, `nonce`, `signature` over `nonce:miner_hotkey:uuid`, `symmetric-key-uuid`), the body
     `{"encrypted_symmetric_key": base64 of RSA-OAEP(SHA-256) of 32 random bytes}`. Later calls whose body is
