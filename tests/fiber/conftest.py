@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 from bittensor_wallet import Keypair
 
 from app.main import create_app
@@ -48,19 +49,45 @@ def miner_env(data_dir: Path, fake: FakeBackend, **extra: str) -> dict[str, str]
 class Miner:
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://miner", timeout=30)
+        self.http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://miner", timeout=30
+        )
 
 
-@pytest.fixture
-def miner_factory(tmp_path: Path, fake_model_server: FakeBackend) -> Any:
-    @asynccontextmanager
-    async def build(**extra: str) -> AsyncIterator[Miner]:
-        settings = load_settings(miner_env(tmp_path, fake_model_server, **extra))
-        await asyncio.to_thread(migrate, settings)
-        app = create_app(settings)
-        async with app.litestar.lifespan():
-            miner = Miner(app)
-            async with miner.http:
-                yield miner
+@asynccontextmanager
+async def running_miner(data_dir: Path, fake: FakeBackend, **extra: str) -> AsyncIterator[Miner]:
+    settings = load_settings(miner_env(data_dir, fake, **extra))
+    await asyncio.to_thread(migrate, settings)
+    app = create_app(settings)
+    async with app.litestar.lifespan():
+        miner = Miner(app)
+        async with miner.http:
+            yield miner
 
-    return build
+
+@pytest.fixture(scope="module")
+def miner_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("miner")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def miner(miner_dir: Path, fake_model_server: FakeBackend) -> AsyncIterator[Miner]:
+    """One miner's Pylon for the module, its lifespan in a task of its own on the module's event loop
+    (anyio's cancel scopes must be left by the task that entered them; fixture teardown runs in another)."""
+    ready: asyncio.Future[Miner] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        try:
+            async with running_miner(miner_dir, fake_model_server) as started:
+                ready.set_result(started)
+                await stop.wait()
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
+
+    task = asyncio.create_task(run())
+    yield await ready
+    stop.set()
+    await task
