@@ -18,11 +18,14 @@ from app.chain.lifespan import chain_lifespan
 from app.dashboard.controller import dashboard_router
 from app.db import alchemy_config
 from app.errors import EXCEPTION_HANDLERS
+from app.fiber.controller import fiber_lifespan, fiber_router
+from app.fiber.envelope import FiberEnvelope
 from app.health import database_check, health, ready, ready_checks
 from app.http.admission import admission_middleware
 from app.http.authenticate import authentication_lifespan
 from app.http.edge import PylonEdge
 from app.http.inputs import input_middleware
+from app.http.security import cors_config, response_headers
 from app.inference.controller import inference_lifespan, inference_router
 from app.keys.controller import KeyController
 from app.keys.runtime import keys_lifespan
@@ -102,6 +105,7 @@ def create_app(settings: Settings | None = None) -> PylonEdge:
             inference_router(settings),
             dashboard_router,
             TasksController,
+            fiber_router,
         ],
         plugins=[SQLAlchemyPlugin(config=db_config)],
         on_app_init=[keep_settings],
@@ -111,6 +115,7 @@ def create_app(settings: Settings | None = None) -> PylonEdge:
             # The chain first: it provides the metagraph the keys runtime checks Epistula signers against.
             chain_lifespan,
             keys_lifespan(db_config.get_engine()),
+            fiber_lifespan,
             authentication_lifespan,
             weights_lifespan(db_config.get_engine()),
             inference_lifespan(settings),
@@ -123,6 +128,9 @@ def create_app(settings: Settings | None = None) -> PylonEdge:
         # Every matched route's declared scope (app/http/authenticate.py), then its inputs' rules.
         middleware=[admission_middleware, input_middleware],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        # Browser edges (app/http/security.py): CORS from PYLON_CORS_*, security headers on every answer.
+        cors_config=cors_config(settings.cors),
+        response_headers=response_headers(),
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_body_size,
         logging_config=None,
@@ -135,4 +143,6 @@ def create_app(settings: Settings | None = None) -> PylonEdge:
             *peer.controller.HOT_ROUTES,
             *inference.controller.HOT_ROUTES,
         ],
+        # Fiber's MLTS calls: opened, routed as any request, sealed (app/fiber/envelope.py).
+        envelopes=[FiberEnvelope(settings.inference.inference_max_body_size)],
     )

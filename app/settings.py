@@ -123,6 +123,30 @@ class EpistulaSettings(Section, frozen=True, kw_only=True):
     replay_capacity: int = 100_000
 
 
+class FiberSettings(Section, frozen=True, kw_only=True):
+    """Fiber's signed requests and MLTS (app/fiber/); the miner hotkey and signer rules are Epistula's."""
+
+    env_prefix: ClassVar[str] = "PYLON_FIBER_"
+    # Accepted age of a nonce's timestamp, in either direction (Fiber's NONCE_WINDOW_NS: 120 s).
+    nonce_window: float = 120.0
+    # Seconds an exchanged symmetric key stays usable (Fiber's SymmetricKeyInfo: 5 hours).
+    symmetric_key_ttl: float = 5 * 3600.0
+    # Most nonces remembered at once; beyond it new Fiber requests get 429.
+    replay_capacity: int = 100_000
+
+
+class CorsSettings(Section, frozen=True, kw_only=True):
+    """Browser callers (`PYLON_CORS_ALLOW_ORIGINS`, ...): Litestar's CORSConfig. No origins: CORS is off."""
+
+    env_prefix: ClassVar[str] = "PYLON_CORS_"
+    # Exact origins (`https://app.example`) or `*`; empty: no cross-origin caller is allowed.
+    allow_origins: list[str] = msgspec.field(default_factory=list)
+    allow_methods: list[str] = msgspec.field(default_factory=lambda: ["GET", "POST"])
+    allow_headers: list[str] = msgspec.field(default_factory=lambda: ["Authorization", "Content-Type"])
+    allow_credentials: bool = False
+    max_age: int = 600
+
+
 class LoggingSettings(Section, frozen=True, kw_only=True):
     env_prefix: ClassVar[str] = "PYLON_LOG_"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -196,6 +220,9 @@ class BackendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     read_timeout: float = 300.0
     # Sent upstream as `Authorization: Bearer ...`; never logged nor shown by `pylon config show`.
     api_key: str = ""
+    # Most requests this worker sends the backend at once (0: no cap); at the cap it takes no more work
+    # (other backends of the model do; `GET /availability` says so once all are full).
+    max_in_flight: int = 0
 
 
 class InferenceSettings(Section, frozen=True, kw_only=True):
@@ -264,6 +291,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     keys: KeysSettings = msgspec.field(default_factory=KeysSettings)
     epistula: EpistulaSettings = msgspec.field(default_factory=EpistulaSettings)
+    fiber: FiberSettings = msgspec.field(default_factory=FiberSettings)
+    cors: CorsSettings = msgspec.field(default_factory=CorsSettings)
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
     wallet: WalletSettings = msgspec.field(default_factory=WalletSettings)
     weights: WeightsSettings = msgspec.field(default_factory=WeightsSettings)
@@ -554,6 +583,7 @@ def validate(settings: Settings) -> None:
     _validate_keys(settings)
     _validate_inference(settings.inference)
     _validate_tasks(settings.tasks)
+    _validate_fiber(settings)
 
 
 TASK_KINDS = ("transcription", "tts", "summarization")
@@ -619,6 +649,30 @@ def _validate_keys(settings: Settings) -> None:
                 ) from None
 
 
+def _validate_fiber(settings: Settings) -> None:
+    fiber, cors = settings.fiber, settings.cors
+    if fiber.nonce_window <= 0:
+        raise SettingsError(f"PYLON_FIBER_NONCE_WINDOW: expected seconds above 0, got {fiber.nonce_window}")
+    if fiber.symmetric_key_ttl <= 0:
+        raise SettingsError(
+            f"PYLON_FIBER_SYMMETRIC_KEY_TTL: expected seconds above 0, got {fiber.symmetric_key_ttl}"
+        )
+    if fiber.replay_capacity < 1:
+        raise SettingsError(f"PYLON_FIBER_REPLAY_CAPACITY: expected at least 1, got {fiber.replay_capacity}")
+    for origin in cors.allow_origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise SettingsError(
+                f"PYLON_CORS_ALLOW_ORIGINS: expected origins like https://app.example (no path) or *, "
+                f"got {origin!r}"
+            )
+    if "*" in cors.allow_origins and cors.allow_credentials:
+        raise SettingsError(
+            "PYLON_CORS_ALLOW_CREDENTIALS: cannot be true while PYLON_CORS_ALLOW_ORIGINS is *"
+        )
+    if cors.max_age < 0:
+        raise SettingsError(f"PYLON_CORS_MAX_AGE: expected 0 seconds or more, got {cors.max_age}")
+
+
 _URL_SECRET_PARAMS = re.compile(r"([?&](?:password|passwd|pwd|token|api_key|apikey|secret)=)([^&#]*)", re.I)
 
 
@@ -650,6 +704,8 @@ def _validate_inference(inference: InferenceSettings) -> None:
             )
         if backend.weight <= 0:
             raise SettingsError(f"PYLON_BACKENDS: backend {backend.name!r}: weight must be above 0")
+        if backend.max_in_flight < 0:
+            raise SettingsError(f"PYLON_BACKENDS: backend {backend.name!r}: max_in_flight must be 0 or more")
         if backend.connect_timeout <= 0 or backend.read_timeout <= 0:
             raise SettingsError(f"PYLON_BACKENDS: backend {backend.name!r}: timeouts must be above 0 seconds")
     if inference.inference_max_body_size < 1024:

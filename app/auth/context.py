@@ -8,7 +8,7 @@ from typing import Literal
 import msgspec
 
 PrincipalKind = Literal[
-    "api_key", "admin_token", "metrics_token", "epistula", "open_access", "identity_token"
+    "api_key", "admin_token", "metrics_token", "epistula", "fiber", "open_access", "identity_token"
 ]
 
 

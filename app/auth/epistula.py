@@ -227,16 +227,21 @@ class EpistulaVerifier:
         if not keypair.verify(message.encode(), bytes.fromhex(signature[2:])):
             raise _unauthorized("Epistula signature does not match the body and headers")
         self.replay.check_and_remember(signed_by, request_uuid, now)
+        await self.check_signer(signed_by, directory)
+        return signed_by
+
+    async def check_signer(self, signed_by: str, directory: HotkeyDirectory, reason: str = REASON) -> None:
+        """The metagraph's rules for a signer (registration, permit, stake), shared by every signature
+        scheme (Epistula, Fiber): raise `Refused` (403) naming the rule it breaks."""
         info = await directory.lookup(self.netuid, signed_by)
         if info is None or not info.registered:
-            raise _forbidden(f"hotkey {signed_by} is not registered on netuid {self.netuid}")
+            raise forbidden(f"hotkey {signed_by} is not registered on netuid {self.netuid}", reason)
         if self.require_validator_permit and not info.validator_permit:
-            raise _forbidden(f"hotkey {signed_by} has no validator permit on netuid {self.netuid}")
+            raise forbidden(f"hotkey {signed_by} has no validator permit on netuid {self.netuid}", reason)
         if info.stake < self.min_stake:
-            raise _forbidden(
-                f"hotkey {signed_by} stakes {info.stake:g}, below the minimum of {self.min_stake:g}"
+            raise forbidden(
+                f"hotkey {signed_by} stakes {info.stake:g}, below the minimum of {self.min_stake:g}", reason
             )
-        return signed_by
 
 
 def _bad(detail: str) -> Refused:
@@ -245,10 +250,6 @@ def _bad(detail: str) -> Refused:
 
 def _unauthorized(detail: str, extra: dict[str, Any] | None = None) -> Refused:
     return unauthorized(detail, REASON, extra)
-
-
-def _forbidden(detail: str) -> Refused:
-    return forbidden(detail, REASON)
 
 
 def _title(header: str) -> str:

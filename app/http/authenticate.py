@@ -6,7 +6,9 @@ refused, so a new route cannot ship unguarded. Credentials, in order:
   `PYLON_METRICS_TOKEN` on routes with `opt["metrics_token"]`, an API key `pylon_<id>_<secret>`, or
   bittensor-pylon's tokens: `PYLON_OPEN_ACCESS_TOKEN` (`neurons:read`) and an identity's
   `PYLON_ID_<NAME>_TOKEN` (that identity, as a key bound to it);
-- Epistula v2 headers, only on routes with `opt["epistula"]` (the signer gets the `inference` scope).
+- Epistula v2 headers, only on routes with `opt["epistula"]` (the signer gets the `inference` scope);
+- Fiber's signed headers (`validator-hotkey`, `signature`, ...: app/fiber/), only on routes with
+  `opt["fiber"]` (the validator gets the `inference` scope too).
 No or bad credentials: 401. A valid credential without the route's scope: 403 naming it. A key whose
 requests- or tokens-per-minute budget is spent: 429 with Retry-After.
 
@@ -31,6 +33,9 @@ from app.auth.context import Principal
 from app.auth.epistula import H_SIGNATURE, H_VERSION, EpistulaVerifier, HotkeyDirectory
 from app.auth.refusal import WWW_AUTHENTICATE, Refusal, Refused
 from app.auth.scopes import Scope
+from app.fiber.verify import FiberVerifier
+from app.fiber.wire import B_SIGNATURE as FIBER_SIGNATURE
+from app.fiber.wire import B_VALIDATOR as FIBER_VALIDATOR
 from app.keys.cache import NOT_CACHED, KeyCache
 from app.keys.ratelimit import RateLimiter
 from app.keys.tokens import CachedKey, parse_key
@@ -54,6 +59,7 @@ class Requirement(msgspec.Struct, frozen=True, kw_only=True):
     # None: the route declared no scope and is refused.
     scope: str | None
     epistula: bool = False
+    fiber: bool = False
     metrics_token: bool = False
 
     @classmethod
@@ -65,6 +71,7 @@ class Requirement(msgspec.Struct, frozen=True, kw_only=True):
         return cls(
             scope=None if scope is None else str(scope),
             epistula=bool(opt.get("epistula")),
+            fiber=bool(opt.get("fiber")),
             metrics_token=bool(opt.get("metrics_token")),
         )
 
@@ -75,6 +82,8 @@ class Pending(msgspec.Struct, frozen=True, kw_only=True):
     requirement: Requirement
     key_id: str | None = None
     secret: str = ""
+    # A Fiber signature to verify (else Epistula's, when key_id is None).
+    fiber: bool = False
 
 
 def _refusal(status: int, reason: str, detail: str, **kwargs: Any) -> Refusal:
@@ -87,6 +96,15 @@ def _unauthorized(reason: str, detail: str) -> Refusal:
 
 def _matches(token: str, expected: str) -> bool:
     return bool(expected) and secrets.compare_digest(token.encode(), expected.encode())
+
+
+def _fiber_signed(headers: Headers) -> bool:
+    """Fiber's `validator-hotkey` and `signature` are both there."""
+    found = 0
+    for name, _ in headers:
+        if name in (FIBER_VALIDATOR, FIBER_SIGNATURE):
+            found += 1
+    return found >= 2
 
 
 def _credential(headers: Headers) -> str | Refusal | None:
@@ -116,12 +134,14 @@ class Authenticator:
         epistula: EpistulaVerifier,
         directory: HotkeyDirectory,
         identities: Iterable[IdentitySettings] = (),
+        fiber: FiberVerifier | None = None,
     ) -> None:
         self.settings = settings
         self.cache = cache
         self.limiter = limiter
         self.epistula = epistula
         self.directory = directory
+        self.fiber = fiber
         # bittensor-pylon's identity tokens: each acts as its identity, like an API key bound to it.
         self.identity_tokens = [
             (
@@ -168,9 +188,13 @@ class Authenticator:
             return self._admit_key(cached, parsed[0], parsed[1], requirement)  # type: ignore[arg-type]
         if requirement.epistula and any(name in EPISTULA_MARKERS for name, _ in headers):
             return Pending(requirement=requirement)
+        if requirement.fiber and self.fiber is not None and _fiber_signed(headers):
+            return Pending(requirement=requirement, fiber=True)
         accepted = "an API key (Authorization: Bearer pylon_...)"
         if requirement.epistula:
             accepted += " or an Epistula v2 signature"
+        if requirement.fiber and self.fiber is not None:
+            accepted += " or a Fiber signature"
         return _unauthorized("missing", f"authentication required: send {accepted}")
 
     async def complete(
@@ -182,10 +206,14 @@ class Authenticator:
             return self._admit_key(cached, pending.key_id, pending.secret, pending.requirement)
         named = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
         try:
-            hotkey = await self.epistula.verify(named, await body(), self.directory)
+            if pending.fiber and self.fiber is not None:
+                caller = await self.fiber.verify(named, body, self.directory)
+                principal = Principal(kind="fiber", id=caller.hotkey, scopes=EPISTULA_SCOPES)
+            else:
+                hotkey = await self.epistula.verify(named, await body(), self.directory)
+                principal = Principal(kind="epistula", id=hotkey, scopes=EPISTULA_SCOPES)
         except Refused as refused:
             return refused.refusal
-        principal = Principal(kind="epistula", id=hotkey, scopes=EPISTULA_SCOPES)
         return self._authorize(principal, pending.requirement)
 
     def peer_token(self, token: str) -> Principal | None:
@@ -267,5 +295,6 @@ async def authentication_lifespan(app: Litestar) -> AsyncIterator[None]:
         runtime.epistula,
         state.hotkey_directory,
         state.settings.identities,
+        state.fiber.verifier,
     )
     yield

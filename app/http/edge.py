@@ -11,8 +11,8 @@ ASGI's own extension point (an app wrapping an app); Litestar itself is used as 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, cast
 
 from litestar import Litestar
 from litestar.types import HTTPScope, Message, Receive, Scope, Send
@@ -21,18 +21,47 @@ from app.auth.context import Principal
 from app.http.context import CONTEXT_KEY, REQUEST_ID_HEADER, RequestContext
 from app.http.hot import HotRequest, HotRoute, HotRoutes
 from app.http.raw import RawResponse
+from app.http.security import missing_security_headers
 from app.http.timeout import requested_timeout, within
 from app.logging import RequestIds
 from app.metrics import UNMATCHED_PATH, count_request
+
+Dispatch = Callable[[RequestContext, HTTPScope, Receive, Send], Awaitable[int]]
+
+
+class Envelope(Protocol):
+    """A transport around requests (Fiber's MLTS: app/fiber/envelope.py): it opens the requests it
+    `wraps`, hands the opened request to `dispatch` (hot routes, then Litestar) and seals the answer."""
+
+    def wraps(self, scope: HTTPScope) -> bool: ...
+
+    async def open(
+        self,
+        state: Any,
+        context: RequestContext,
+        scope: HTTPScope,
+        receive: Receive,
+        send: Send,
+        dispatch: Dispatch,
+    ) -> int: ...
 
 
 class PylonEdge:
     """Litestar behind the edge; `state` is the Litestar app's state (features keep their runtime there)."""
 
-    def __init__(self, litestar: Litestar, hot_routes: Sequence[HotRoute] = ()) -> None:
+    def __init__(
+        self,
+        litestar: Litestar,
+        hot_routes: Sequence[HotRoute] = (),
+        envelopes: Sequence[Envelope] = (),
+    ) -> None:
         self.litestar = litestar
         self.state = litestar.state
         self.hot_routes = HotRoutes(hot_routes)
+        self.envelopes = tuple(envelopes)
+        # With CORS on, a browser's request (it sends Origin) takes the routed path, where Litestar's CORS
+        # middleware answers it; validators and scripts send no Origin and keep the hot routes.
+        self.cors = litestar.cors_config is not None
         self.request_ids = RequestIds()
         self.app_name: str = litestar.state.settings.app_name
         self.max_timeout: float = litestar.state.settings.server.max_request_timeout
@@ -80,7 +109,15 @@ class PylonEdge:
             RequestIds.unbind(token)
 
     async def _answer(self, context: RequestContext, scope: HTTPScope, receive: Receive, send: Send) -> int:
+        for envelope in self.envelopes:
+            if envelope.wraps(scope):
+                return await envelope.open(self.state, context, scope, receive, send, self._dispatch)
+        return await self._dispatch(context, scope, receive, send)
+
+    async def _dispatch(self, context: RequestContext, scope: HTTPScope, receive: Receive, send: Send) -> int:
         matched = self.hot_routes.match(scope["method"], scope["path"])
+        if matched is not None and self.cors and any(name == b"origin" for name, _ in scope["headers"]):
+            matched = None
         answered = None if matched is None else await self._hot(*matched, context, scope, receive, send)
         return answered if answered is not None else await self._routed(context, scope, receive, send)
 
@@ -93,14 +130,18 @@ class PylonEdge:
         receive: Receive,
         send: Send,
     ) -> int | None:
-        admitted = self.state.authenticator.check(scope["headers"], route.requirement)
+        if context.principal is not None and context.admitted_for == route.requirement:
+            # Admitted by an envelope (an opened MLTS call) for this requirement.
+            admitted: Any = context.principal
+        else:
+            admitted = self.state.authenticator.check(scope["headers"], route.requirement)
         if type(admitted) is not Principal:
             # Refusals, and checks that need I/O, are the routed path's to answer.
             return None
         context.principal = admitted
         context.admitted_for = route.requirement
         context.enter_route(route.template)
-        request = HotRequest(scope, receive, send, self.state, context, params)
+        request = HotRequest(scope, receive, _secured(send), self.state, context, params)
         status: int | None = await route.handler(request)
         return status
 
@@ -115,8 +156,21 @@ class PylonEdge:
                 # A new list: responses may share a prebuilt header list (the metagraph's) between requests.
                 headers = [h for h in message.get("headers", ()) if h[0].lower() != REQUEST_ID_HEADER]
                 headers.append(header)
+                headers += missing_security_headers(headers)
                 message["headers"] = headers
             await send(message)
 
         await self.litestar(scope, receive, send_with_id)
         return status
+
+
+def _secured(send: Send) -> Send:
+    """`send` with the security headers added to a hot route's answer (app/http/security.py)."""
+
+    async def secured(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            message["headers"] = headers + missing_security_headers(headers)
+        await send(message)
+
+    return secured

@@ -57,11 +57,20 @@ class HotRoute:
 
     __slots__ = ("handler", "method", "path", "requirement", "segments", "template")
 
-    def __init__(self, method: str, path: str, scope: str, handler: HotHandler, *, epistula: bool = False):
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        scope: str,
+        handler: HotHandler,
+        *,
+        epistula: bool = False,
+        fiber: bool = False,
+    ):
         self.method = method
         self.path = path
         self.handler = handler
-        self.requirement = Requirement(scope=str(scope), epistula=epistula)
+        self.requirement = Requirement(scope=str(scope), epistula=epistula, fiber=fiber)
         # (literal, None) or (parameter name, its type) per segment.
         self.segments: list[tuple[str, str | None]] = []
         template: list[str] = []

@@ -41,7 +41,7 @@ from app.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-OPT = {"scope": Scope.INFERENCE, "epistula": True}
+OPT = {"scope": Scope.INFERENCE, "epistula": True, "fiber": True}
 # What Litestar's `Stream(media_type="text/event-stream")` sent with these headers, kept byte for byte.
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -117,7 +117,7 @@ async def serve_inference(request: HotRequest) -> int:
 
 
 HOT_ROUTES = tuple(
-    HotRoute("POST", path, Scope.INFERENCE, serve_inference, epistula=True) for path in ENDPOINTS
+    HotRoute("POST", path, Scope.INFERENCE, serve_inference, epistula=True, fiber=True) for path in ENDPOINTS
 )
 
 

@@ -50,6 +50,11 @@ class BackendState:
     def name(self) -> str:
         return self.backend.name
 
+    def full(self) -> bool:
+        """At its `max_in_flight` cap (0: never)."""
+        cap = self.backend.config.max_in_flight
+        return cap > 0 and self.in_flight >= cap
+
     def load(self) -> float:
         return self.in_flight / self.backend.config.weight
 
@@ -159,6 +164,15 @@ class BackendRouter:
                 code="backends_unavailable",
                 headers={"Retry-After": str(retry_after)},
             )
+        if any(state.full() for state in healthy):
+            healthy = [state for state in healthy if not state.full()]
+            if not healthy:
+                raise InferenceError(
+                    503,
+                    f"every backend serving '{model}' is at its in-flight cap; retry later",
+                    code="backends_busy",
+                    headers={"Retry-After": "1"},
+                )
         if len(healthy) > 1:
             # Rotate the starting point so equal loads share the traffic instead of piling on the first.
             shift = next(self._tiebreak) % len(healthy)
@@ -171,6 +185,17 @@ class BackendRouter:
             if state.healthy:
                 log.warning("backend_unhealthy", backend=state.name, reason=failure.reason, source="request")
             self._mark_down(state, failure.reason)
+
+    def availability(self) -> str | None:
+        """None when some backend takes work now (healthy, under its cap); otherwise why not."""
+        if not self.states:
+            return "no inference backend is configured"
+        healthy = [state for state in self.states if state.healthy]
+        if not healthy:
+            return "every inference backend is down"
+        if all(state.full() for state in healthy):
+            return "every inference backend is at its in-flight cap"
+        return None
 
     def statuses(self) -> list[BackendStatus]:
         now = time.monotonic()

@@ -34,7 +34,7 @@ from app.settings import Settings
 log = structlog.get_logger(__name__)
 
 # Callers whose requests are recorded in the usage buckets.
-RECORDED_KINDS = frozenset({"api_key", "epistula"})
+RECORDED_KINDS = frozenset({"api_key", "epistula", "fiber"})
 # Change-feed ids are assigned when a transaction starts writing but become visible when it commits, so a
 # lower id can appear after a higher one was read (PostgreSQL sequences). Re-reading a margin of ids below
 # the highest seen catches those late commits; ids already handled are skipped.
