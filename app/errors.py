@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import structlog
 from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, NotFoundException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import HTTPScope
+
+from app.http.inputs import unparsed_path_param
 
 log = structlog.get_logger("pylon.errors")
 
 
 def http_exception_handler(request: Request, exc: HTTPException) -> Response:
+    if isinstance(exc, NotFoundException) and isinstance(exc.__cause__, ValueError):
+        # The router's own 404 for a path parameter that did not parse: name it (400).
+        refused = unparsed_path_param(request.app.routes, request.scope["path"])
+        if refused is not None:
+            exc = refused.to_http(cast(HTTPScope, request.scope))
     body: dict[str, object] = {"status_code": exc.status_code, "detail": exc.detail}
     if exc.extra:
         body["extra"] = exc.extra
