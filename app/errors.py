@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
+import msgspec
 import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotFoundException
@@ -13,6 +14,15 @@ from litestar.types import HTTPScope
 from app.http.inputs import unparsed_path_param
 
 log = structlog.get_logger("pylon.errors")
+
+
+class ErrorResponse(msgspec.Struct, kw_only=True):
+    """Every error outside the /v1 routes: the status again, what is wrong, and Litestar's `extra`
+    (for a refused input, `[{"message", "key", "source"}]` naming the field)."""
+
+    status_code: int
+    detail: str
+    extra: list[Any] | dict[str, Any] | None = None
 
 
 def http_exception_handler(request: Request, exc: HTTPException) -> Response:
