@@ -54,8 +54,8 @@ def fuzz(server: LiveServer, token: str, phases: str, max_time: int) -> None:
 
 def test_fuzz_as_admin(server: LiveServer) -> None:
     # The coverage phase: boundary values of every parameter and field (2^64, -1, empty, wrong types).
-    fuzz(server, ADMIN, "examples,coverage", max_time=30)
+    fuzz(server, ADMIN, "examples,coverage", max_time=20)
 
 
 def test_fuzz_with_a_scoped_key(server: LiveServer, scoped_key: str) -> None:
-    fuzz(server, scoped_key, "fuzzing", max_time=20)
+    fuzz(server, scoped_key, "fuzzing", max_time=12)
