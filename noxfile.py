@@ -1,4 +1,4 @@
-"""Developer tasks: `nox -s test`, `nox -s lint`, `nox -s format`, `nox -s bench`.
+"""Developer tasks: `nox -s test`, `nox -s lint`, `nox -s format`, `nox -s bench`, `nox -s soak`.
 
 Each session syncs its virtualenv from uv.lock, so tests run against exactly the locked versions.
 """
@@ -73,3 +73,10 @@ def bench(session: nox.Session) -> None:
     selected = session.posargs or scripts
     for script in selected:
         session.run("python", os.path.join("bench", script))
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """64 connections on the hot routes for PYLON_SOAK_SECONDS (180): errors, p99, RSS per process."""
+    _sync(session)
+    session.run("python", os.path.join("bench", "soak.py"))

@@ -17,7 +17,7 @@ from app import __version__, inference, neurons, peer
 from app.chain.lifespan import chain_lifespan
 from app.dashboard.controller import dashboard_router
 from app.db import alchemy_config
-from app.errors import EXCEPTION_HANDLERS
+from app.errors import EXCEPTION_HANDLERS, ErrorResponse
 from app.fiber.controller import fiber_lifespan, fiber_router
 from app.fiber.envelope import FiberEnvelope
 from app.health import database_check, health, ready, ready_checks
@@ -26,6 +26,7 @@ from app.http.authenticate import authentication_lifespan
 from app.http.edge import PylonEdge
 from app.http.inputs import input_middleware
 from app.http.security import cors_config, response_headers
+from app.http.openapi import ErrorResponsesPlugin
 from app.inference.controller import inference_lifespan, inference_router
 from app.keys.controller import KeyController
 from app.keys.runtime import keys_lifespan
@@ -107,7 +108,7 @@ def create_app(settings: Settings | None = None) -> PylonEdge:
             TasksController,
             fiber_router,
         ],
-        plugins=[SQLAlchemyPlugin(config=db_config)],
+        plugins=[SQLAlchemyPlugin(config=db_config), ErrorResponsesPlugin(ErrorResponse)],
         on_app_init=[keep_settings],
         lifespan=[
             metrics_lifespan,

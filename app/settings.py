@@ -201,6 +201,9 @@ class ServerSettings(Section, frozen=True, kw_only=True):
     workers: int = 1
     # Longest X-Pylon-Timeout honoured, in seconds; larger values are capped to it.
     max_request_timeout: float = 300.0
+    # Seconds a worker has to stop after SIGTERM (finish requests, flush usage) before it is killed. Bounds
+    # shutdown: granian loses a SIGTERM that reaches a worker still starting, which then never stops.
+    shutdown_timeout: int = 10
 
 
 class BackendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -549,6 +552,10 @@ def validate(settings: Settings) -> None:
         raise SettingsError(f"PYLON_PORT: expected a port from 1 to 65535, got {settings.server.port}")
     if settings.server.workers < 1:
         raise SettingsError(f"PYLON_WORKERS: expected at least 1, got {settings.server.workers}")
+    if settings.server.shutdown_timeout < 1:
+        raise SettingsError(
+            f"PYLON_SHUTDOWN_TIMEOUT: expected at least 1 second, got {settings.server.shutdown_timeout}"
+        )
     devchain = settings.devchain
     if devchain.block_time <= 0:
         raise SettingsError(f"PYLON_LOCAL_BLOCK_TIME: expected seconds above 0, got {devchain.block_time}")

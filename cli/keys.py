@@ -140,7 +140,11 @@ def create(
         )
     except msgspec.ValidationError as exc:
         raise _usage_error(str(exc)) from None
-    created = _run(env_file, lambda service: service.create(data))
+    from app.weights.identities import identity_names
+
+    # The same check as the API's: a key bound to an identity this Pylon does not sign for is refused.
+    identities = identity_names(cli_settings(env_file))
+    created = _run(env_file, lambda service: service.create(data, identities=identities))
     if json_output:
         _print_json(created)
         return

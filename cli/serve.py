@@ -139,6 +139,8 @@ def serve(
         log_level=LogLevels(settings.logging.level.lower()),
         log_dictconfig=granian_log_config(settings.logging, redact=redact),
         working_dir=PROJECT_ROOT,
+        # Bounded shutdown: a worker that has not stopped by then is killed (see ServerSettings).
+        workers_kill_timeout=settings.server.shutdown_timeout,
         **reload_options,
     )
     try:

@@ -53,12 +53,58 @@ async def test_path_and_query_integers_are_ascii_and_bounded(
     names_field(response, field)
 
 
-async def test_unparseable_integers_are_not_found(client: AsyncTestClient) -> None:
-    # What `int()` refuses (`\u00b9`, `abc`) matches no route: Litestar's 404, never a 500.
-    for path in ("/api/v1/subnet/\u00b9/hyperparams", "/api/v1/subnet/abc/hyperparams"):
-        response = await client.get(path, headers=ADMIN)
-        assert response.status_code == 404, response.text
-        assert response.json()["status_code"] == 404
+def int_param_paths(app: Any) -> list[tuple[str, str, str]]:
+    """(method, path template, int parameter) for every operation of the app with an int path parameter."""
+    found = []
+    for route in app.litestar.routes:
+        for method in sorted(getattr(route, "methods", ())):
+            if method in ("OPTIONS", "HEAD"):
+                continue
+            for component in route.path_components:
+                if not isinstance(component, str) and component.type is int:
+                    found.append((method, route.path, component.name))
+    return found
+
+
+def fill(template: str, field: str, value: str) -> str:
+    """The template with `value` for `field`, 1 for other ints and a plain word for other parameters."""
+    parts = []
+    for part in template.split("/"):
+        if part.startswith("{"):
+            name, _, kind = part[1:-1].partition(":")
+            part = value if name == field else ("1" if kind == "int" else "default")
+        parts.append(part)
+    return "/".join(parts)
+
+
+async def test_every_int_path_parameter_is_named_when_not_ascii_digits(
+    app: Any, client: AsyncTestClient
+) -> None:
+    # `\u00b9` is what `int()` refuses (Litestar's router answered 404), `\uff11` what it takes; both
+    # are a 400 naming the parameter on every route, hot (an admin token is hot) and routed alike.
+    cases = int_param_paths(app)
+    assert len(cases) > 40, cases
+    for method, template, field in cases:
+        for digit in ("\u00b9", "\uff11", "1\u00b2"):
+            path = fill(template, field, digit)
+            response = await client.request(method, path, headers=ADMIN, json={})
+            assert response.status_code == 400, (method, path, response.text)
+            names_field(response, field)
+        response = await client.request(method, fill(template, field, str(2**64)), headers=ADMIN, json={})
+        assert 400 <= response.status_code < 500, (method, template, response.text)
+
+
+async def test_unparseable_integers_are_named_without_credentials(client: AsyncTestClient) -> None:
+    # The route's shape is public (the OpenAPI document): no credential is needed to learn the path is bad.
+    for path, field in (
+        ("/api/v1/subnet/\u00b9/hyperparams", "netuid"),
+        ("/api/v1/block/1/extrinsic/\u2460", "extrinsic_index"),
+    ):
+        response = await client.get(path)
+        assert response.status_code == 400, response.text
+        names_field(response, field)
+    # A path no route has the shape of stays a 404.
+    assert (await client.get("/api/v1/subnet/abc/nothing")).status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -74,6 +120,9 @@ async def test_unparseable_integers_are_not_found(client: AsyncTestClient) -> No
         ({"netuids": [70000]}, "netuids"),
         ({"netuids": ["1"]}, "netuids"),
         ({"identity": "nobody"}, "identity"),
+        ({"scopes": ["root"]}, "scopes"),
+        ({"scopes": "inference"}, "scopes"),
+        ({"expires_at": "2999-13-01T00:00:00Z"}, "expires_at"),
         ({"name": "a\x00b"}, "name"),
         ({"name": "a\nb"}, "name"),
         ({"name": "a\x7fb"}, "name"),

@@ -13,8 +13,8 @@ from typing import Annotated
 
 from litestar import Controller, MediaType, Request, Response, Router, get
 from litestar.datastructures import CacheControlHeader
-from litestar.exceptions import PermissionDeniedException
-from litestar.params import FromQuery, QueryParameter
+from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.params import QueryParameter
 from litestar.static_files import create_static_files_router
 
 from app import __version__
@@ -24,6 +24,7 @@ from app.chain.metagraph import MetagraphCache
 from app.dashboard.schemas import BackendsHealth, MetagraphTable, Overview, UsageOverview, WeightsTimeline
 from app.dashboard.service import backends_health, latest_table, usage_overview, weights_timeline
 from app.http.context import principal_of
+from app.http.inputs import NetuidQuery
 from app.keys.runtime import KeysRuntime
 from app.neurons.controller import chain_error_handler
 
@@ -86,8 +87,8 @@ class DashboardController(Controller):
             stale=cache.is_stale(),
         )
 
-    @get("/metagraph")
-    async def metagraph(self, request: Request, netuid: FromQuery[int | None] = None) -> MetagraphTable:
+    @get("/metagraph", raises=[NotFoundException])
+    async def metagraph(self, request: Request, netuid: NetuidQuery = None) -> MetagraphTable:
         """The latest metagraph as rows ordered by uid (the same neurons as `.../neurons/latest`).
 
         `netuid` defaults to `PYLON_NETUID`; 404 for a subnet that does not exist.

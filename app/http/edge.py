@@ -11,11 +11,11 @@ ASGI's own extension point (an app wrapping an app); Litestar itself is used as 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol, cast
 
 from litestar import Litestar
-from litestar.types import HTTPScope, Message, Receive, Scope, Send
+from litestar.types import HTTPScope, Message, Receive, ReceiveMessage, Scope, Send
 
 from app.auth.context import Principal
 from app.http.context import CONTEXT_KEY, REQUEST_ID_HEADER, RequestContext
@@ -44,6 +44,38 @@ class Envelope(Protocol):
         send: Send,
         dispatch: Dispatch,
     ) -> int: ...
+
+
+_CONNECTION_CLOSE = (b"connection", b"close")
+
+
+def _has_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            return True
+    return False
+
+
+def _close_if_answered_early(receive: Receive, send: Send) -> tuple[Receive, Send]:
+    """An answer that starts before the whole body was read (a 413, a refused credential) says
+    `Connection: close`: the unread rest of the body would otherwise be parsed as the next request on
+    the keep-alive connection, and that request would never be answered. The server closes it after
+    the answer; the client opens a new one."""
+    body_read = False
+
+    async def watched_receive() -> ReceiveMessage:
+        nonlocal body_read
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            body_read = True
+        return message
+
+    async def closing_send(message: Message) -> None:
+        if message["type"] == "http.response.start" and not body_read:
+            message["headers"] = [*message.get("headers", ()), _CONNECTION_CLOSE]
+        await send(message)
+
+    return watched_receive, closing_send
 
 
 class PylonEdge:
@@ -78,6 +110,8 @@ class PylonEdge:
         if scope_state is None:
             scope_state = scope["state"] = {}
         scope_state[CONTEXT_KEY] = context
+        if _has_body(scope["headers"]):
+            receive, send = _close_if_answered_early(receive, send)
         token = RequestIds.bind(request_id)
         started = time.perf_counter()
         status = 500

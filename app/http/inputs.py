@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Annotated, Any, TypeVar, cast
 
 import msgspec
@@ -29,6 +30,7 @@ from litestar import Request
 from litestar.exceptions import ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import PathParameter, QueryParameter
+from litestar.routes import BaseRoute
 from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 
 from app.inputs import I64_MAX, U16_MAX
@@ -147,6 +149,31 @@ def check_path_params(scope: Scope) -> None:
         part = sent.get("{" + name + "}")
         if part is not None and not (part.isascii() and part.isdigit()):
             raise InputError(f"expected ASCII digits, got {part!r}", name, source="path")
+
+
+def unparsed_path_param(routes: Iterable[BaseRoute], path: str) -> InputError | None:
+    """Why Litestar's router found no route for `path` when one of its typed path parameters failed to
+    parse (`int("¹")`): the route's shape matches, so the caller is told which parameter, not a 404."""
+    parts = [part for part in path.split("/") if part]
+    for route in routes:
+        components = route.path_components
+        if len(components) != len(parts):
+            continue
+        failed: InputError | None = None
+        for component, part in zip(components, parts, strict=True):
+            if isinstance(component, str):
+                if component != part:
+                    break
+            elif component.parser is not None and failed is None:
+                try:
+                    component.parser(part)
+                except ValueError:
+                    expected = "ASCII digits" if component.type is int else component.type.__name__
+                    failed = InputError(f"expected {expected}, got {part!r}", component.name, source="path")
+        else:
+            if failed is not None:
+                return failed
+    return None
 
 
 def body_decoder(handler: BaseRouteHandler) -> msgspec.json.Decoder[Any] | None:

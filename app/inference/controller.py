@@ -34,14 +34,14 @@ from app.inference.audio import UploadError, receive_upload, remove_file
 from app.inference.backends.base import Endpoint
 from app.inference.errors import EXCEPTION_HANDLERS, InferenceError, error_body
 from app.inference.router import BackendRouter
-from app.inference.schemas import TRANSCRIPTION_FIELDS, ModelCard, ModelList
+from app.inference.schemas import TRANSCRIPTION_FIELDS, ErrorBody, ModelCard, ModelList
 from app.inference.service import Completion, InferenceService, build_backends
 from app.inference.upstream import UpstreamPool
 from app.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-OPT = {"scope": Scope.INFERENCE, "epistula": True, "fiber": True}
+OPT = {"scope": Scope.INFERENCE, "epistula": True, "fiber": True, "error_body": ErrorBody}
 # What Litestar's `Stream(media_type="text/event-stream")` sent with these headers, kept byte for byte.
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),

@@ -335,16 +335,26 @@ async def generate_certificate(
     return await service_of(request).chain.generate_certificate(identity.keypair, netuid, data.algorithm)
 
 
-@get(subnet("/block/latest/commitments"), opt=READ)
+# Two handlers, not one answering a union: an empty `commitments` is valid as either body, and a union is
+# documented as `oneOf` (exactly one), which that answer would break.
+@get([p for p in subnet("/block/latest/commitments") if p.startswith(V1 + "/")], opt=READ)
 async def commitments(
     request: Request, netuid: FromPath[int], identity_name: FromPath[str | None] = None
-) -> CommitmentsV1 | CommitmentsUnstable:
-    """Commitments of the subnet's registered hotkeys (v1: hex data only, by hotkey)."""
+) -> CommitmentsV1:
+    """Commitments of the subnet's registered hotkeys: hex data by hotkey (timelocked ones omitted)."""
     acting_identity(request, identity_name, netuid)
     block, found = await service_of(request).commitments(netuid)
-    if is_v1(request):
-        hex_only = {hotkey: hex_of(c.data) for hotkey, c in found.items() if c.kind == "hex_data"}
-        return CommitmentsV1(block=block, commitments=hex_only)
+    hex_only = {hotkey: hex_of(c.data) for hotkey, c in found.items() if c.kind == "hex_data"}
+    return CommitmentsV1(block=block, commitments=hex_only)
+
+
+@get([p for p in subnet("/block/latest/commitments") if p.startswith(UNSTABLE + "/")], opt=READ)
+async def commitments_unstable(
+    request: Request, netuid: FromPath[int], identity_name: FromPath[str | None] = None
+) -> CommitmentsUnstable:
+    """Commitments of the subnet's registered hotkeys, each with its kind (hex data or timelock)."""
+    acting_identity(request, identity_name, netuid)
+    block, found = await service_of(request).commitments(netuid)
     return CommitmentsUnstable(block=block, commitments={hotkey: variant(c) for hotkey, c in found.items()})
 
 
@@ -554,6 +564,7 @@ peer_router = Router(
         certificate,
         generate_certificate,
         commitments,
+        commitments_unstable,
         revealed_commitments,
         own_commitment,
         own_revealed_commitments,

@@ -43,6 +43,10 @@ class UnprocessableWeights(HTTPException):
     status_code = HTTP_422_UNPROCESSABLE_ENTITY
 
 
+# Documented beside what app/http/openapi.py adds: no hotkey on the subnet (422), no such subnet (404).
+WEIGHTS_ERRORS = [UnprocessableWeights, NotFoundException]
+
+
 def _unrestricted(principal: Principal | None) -> bool:
     return principal is None or principal.kind == "admin_token"
 
@@ -104,7 +108,12 @@ async def _submit(
 class WeightsController(Controller):
     tags = ["weights"]
 
-    @put("/api/v1/subnet/weights", status_code=HTTP_202_ACCEPTED, opt={"scope": Scope.WEIGHTS_WRITE})
+    @put(
+        "/api/v1/subnet/weights",
+        status_code=HTTP_202_ACCEPTED,
+        opt={"scope": Scope.WEIGHTS_WRITE},
+        raises=WEIGHTS_ERRORS,
+    )
     async def put_weights_default_netuid(
         self, request: Request, data: JSONBody[SetWeightsRequest]
     ) -> SetWeightsResponse:
@@ -119,6 +128,7 @@ class WeightsController(Controller):
         "/api/v1/subnet/{netuid:int}/weights",
         status_code=HTTP_202_ACCEPTED,
         opt={"scope": Scope.WEIGHTS_WRITE},
+        raises=WEIGHTS_ERRORS,
     )
     async def put_weights(
         self, request: Request, netuid: NetuidPath, data: JSONBody[SetWeightsRequest]
@@ -134,6 +144,7 @@ class WeightsController(Controller):
         "/api/v1/identity/{identity:str}/subnet/{netuid:int}/weights",
         status_code=HTTP_202_ACCEPTED,
         opt={"scope": Scope.WEIGHTS_WRITE},
+        raises=WEIGHTS_ERRORS,
     )
     async def put_identity_weights(
         self,

@@ -101,6 +101,14 @@ def _load(name: str, wallet_name: str, hotkey: str, path: str, netuids: list[int
     return Identity(name=name, wallet=wallet, netuids=frozenset(netuids) if netuids is not None else None)
 
 
+def identity_names(settings: Settings) -> set[str]:
+    """The names `load_identities` gives, without opening a wallet (what the CLI checks a key against)."""
+    names = {item.name for item in settings.identities}
+    if settings.wallet.name or settings.chain.network == LOCAL_NETWORK:
+        names.add(DEFAULT_IDENTITY)
+    return names
+
+
 def load_identities(settings: Settings) -> dict[str, Identity]:
     """Every configured identity by name; `default` is absent on a real network without PYLON_WALLET_NAME."""
     identities: dict[str, Identity] = {}

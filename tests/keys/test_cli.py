@@ -106,4 +106,11 @@ def test_keys_cli_errors(cli_env: dict[str, str]) -> None:
         cli_app, ["keys", "create", "--name", "x", "--scope", "inference", "--expires", "soon"], env=cli_env
     )
     assert bad_expiry.exit_code == 2 and "--expires" in bad_expiry.stderr
+    base = ["keys", "create", "--name", "x", "--scope", "inference"]
+    nobody = runner.invoke(cli_app, [*base, "--identity", "nobody"], env=cli_env)
+    assert nobody.exit_code == 1 and "unknown identity 'nobody'" in nobody.stderr, nobody.output
+    control = runner.invoke(
+        cli_app, ["keys", "create", "--name", "a\x1bb", "--scope", "inference"], env=cli_env
+    )
+    assert control.exit_code == 2 and "name" in control.stderr, control.output
     assert json.loads(pylon(cli_env, "keys", "list", "--json")) == []

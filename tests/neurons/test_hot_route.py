@@ -104,9 +104,9 @@ async def test_refusals_and_errors_are_left_to_the_full_route(recorded) -> None:
     unknown_netuid = await client.get("/api/v1/subnet/77/neurons/latest", headers=bearer(reader))
     assert unknown_netuid.status_code == 404
     assert recorder.routed == [True] * 4
-    # No route matches a non-numeric netuid: the router's own 404 (no handler to record).
+    # A non-numeric netuid reaches no handler (none to record): a 400 naming it (issue 19), not a 404.
     not_digits = await client.get("/api/v1/subnet/x1/neurons/latest", headers=bearer(reader))
-    assert not_digits.status_code == 404
+    assert not_digits.status_code == 400 and "netuid" in not_digits.text
 
     key_id = reader.split("_")[1]
     assert (await client.delete(f"/api/v1/keys/{key_id}", headers=ADMIN)).status_code in (200, 204)
