@@ -25,8 +25,8 @@ from app.http.admission import admission_middleware
 from app.http.authenticate import authentication_lifespan
 from app.http.edge import PylonEdge
 from app.http.inputs import input_middleware
-from app.http.security import cors_config, response_headers
 from app.http.openapi import ErrorResponsesPlugin
+from app.http.security import cors_config, response_headers
 from app.inference.controller import inference_lifespan, inference_router
 from app.keys.controller import KeyController
 from app.keys.runtime import keys_lifespan
