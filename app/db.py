@@ -27,7 +27,7 @@ MIGRATIONS_DIR = PROJECT_ROOT / "alembic"
 VERSION_TABLE = "alembic_versions"
 
 # Every module that declares tables; alembic's autogenerate and the tests import them all from here.
-MODEL_MODULES: tuple[str, ...] = ("app.keys.models", "app.weights.models")
+MODEL_MODULES: tuple[str, ...] = ("app.keys.models", "app.weights.models", "app.gateway.models")
 
 
 def load_models() -> MetaData:

@@ -18,6 +18,7 @@ from app.chain.lifespan import chain_lifespan
 from app.dashboard.controller import dashboard_router
 from app.db import alchemy_config
 from app.errors import EXCEPTION_HANDLERS
+from app.gateway.controller import GatewayController, gateway_lifespan
 from app.health import database_check, health, ready, ready_checks
 from app.http.admission import admission_middleware
 from app.http.authenticate import authentication_lifespan
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> PylonEdge:
             peer_router,
             WeightsController,
             KeyController,
+            GatewayController,
             inference_router(settings),
             dashboard_router,
         ],
@@ -110,6 +112,9 @@ def create_app(settings: Settings | None = None) -> PylonEdge:
             keys_lifespan(db_config.get_engine()),
             authentication_lifespan,
             weights_lifespan(db_config.get_engine()),
+            # After chain and weights (it reads the metagraph, submits jobs), before inference (it builds
+            # the subnet backends).
+            gateway_lifespan(db_config.get_engine()),
             inference_lifespan(settings),
         ],
         # Last, once every lifespan hook above has built its objects.
