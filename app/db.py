@@ -27,7 +27,12 @@ MIGRATIONS_DIR = PROJECT_ROOT / "alembic"
 VERSION_TABLE = "alembic_versions"
 
 # Every module that declares tables; alembic's autogenerate and the tests import them all from here.
-MODEL_MODULES: tuple[str, ...] = ("app.keys.models", "app.weights.models", "app.tasks.models")
+MODEL_MODULES: tuple[str, ...] = (
+    "app.keys.models",
+    "app.weights.models",
+    "app.tasks.models",
+    "app.gateway.models",
+)
 
 
 def load_models() -> MetaData:

@@ -20,6 +20,7 @@ from app.db import alchemy_config
 from app.errors import EXCEPTION_HANDLERS, ErrorResponse
 from app.fiber.controller import fiber_lifespan, fiber_router
 from app.fiber.envelope import FiberEnvelope
+from app.gateway.controller import GatewayController, gateway_lifespan
 from app.health import database_check, health, ready, ready_checks
 from app.http.admission import admission_middleware
 from app.http.authenticate import authentication_lifespan
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> PylonEdge:
             peer_router,
             WeightsController,
             KeyController,
+            GatewayController,
             inference_router(settings),
             dashboard_router,
             TasksController,
@@ -119,6 +121,9 @@ def create_app(settings: Settings | None = None) -> PylonEdge:
             fiber_lifespan,
             authentication_lifespan,
             weights_lifespan(db_config.get_engine()),
+            # After chain and weights (it reads the metagraph, submits jobs), before inference (it builds
+            # the subnet backends).
+            gateway_lifespan(db_config.get_engine()),
             inference_lifespan(settings),
             # After inference: tasks run through its router.
             tasks_lifespan(db_config.get_engine()),

@@ -210,10 +210,12 @@ class BackendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     """One upstream model server, as listed in `PYLON_BACKENDS` (a JSON list of these objects)."""
 
     name: str
-    # openai: any OpenAI-compatible server (vLLM, llama.cpp server, TGI); ollama: Ollama's native API.
-    kind: Literal["openai", "ollama"] = "openai"
+    # openai: any OpenAI-compatible server (vLLM, llama.cpp server, TGI); ollama: Ollama's native API;
+    # subnet: the miners of a subnet, signed fan-out with scoring (app/gateway/, fields below).
+    kind: Literal["openai", "ollama", "subnet"] = "openai"
     # openai kind: the server's OpenAI base URL (`/v1` is appended when missing); ollama kind: its host URL.
-    base_url: str
+    # Not used by the subnet kind (miners' addresses come from the metagraph).
+    base_url: str = ""
     # Models served; empty means discovered from the backend (`/v1/models` or `/api/tags`).
     models: list[str] = msgspec.field(default_factory=list)
     # Share of traffic relative to other backends of the same model (least in-flight per weight).
@@ -226,6 +228,26 @@ class BackendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     # Most requests this worker sends the backend at once (0: no cap); at the cap it takes no more work
     # (other backends of the model do; `GET /availability` says so once all are full).
     max_in_flight: int = 0
+    # --- subnet kind only (app/gateway/) ---
+    # The subnet whose miners answer (None: PYLON_NETUID); the identity whose hotkey signs (Epistula v2).
+    netuid: int | None = None
+    identity: str = "default"
+    # Miners asked at once per non-streamed request (streams: one, hedged by the next best).
+    fanout: int = 3
+    # The model name sent to miners (empty: the caller's) and to the reference backend.
+    upstream_model: str = ""
+    # Name of another configured backend whose answers are the reference (empty: validity and speed only).
+    reference: str = ""
+    # Put before the OpenAI path at the miner's axon: http://ip:port + path_prefix + /v1/chat/completions.
+    path_prefix: str = ""
+    # Only miners without a validator permit are called.
+    require_no_permit: bool = False
+    # Longest wait for one miner's whole answer (streams: between chunks), and for the whole fan-out.
+    request_timeout: float = 30.0
+    total_timeout: float = 60.0
+    # Seconds a stream's first chunk may take before the next-best miner is started too; None: the miner's
+    # own p90 time to first chunk (this default until it has a few), clamped to [0.05, request_timeout].
+    hedge_delay: float | None = None
 
 
 class InferenceSettings(Section, frozen=True, kw_only=True):
@@ -281,6 +303,29 @@ class TasksSettings(Section, frozen=True, kw_only=True):
     max_upload_size: int = 50 * 1024 * 1024
 
 
+class GatewaySettings(Section, frozen=True, kw_only=True):
+    """The subnet gateway (`PYLON_GATEWAY_*`): where it may send, how it scores, how records are written."""
+
+    env_prefix: ClassVar[str] = "PYLON_GATEWAY_"
+    # CIDR networks miners may be called at. Production: public addresses, plus these (private, link-local
+    # or reserved ones only when listed). PYLON_NETWORK=local: loopback only (these must lie inside it).
+    allowed_networks: list[str] = msgspec.field(default_factory=list)
+    # `module:function` building the scorer (app/gateway/scoring.py); empty: the built-in one.
+    scorer: str = ""
+    accuracy_weight: float = 0.7
+    speed_weight: float = 0.3
+    # Latency (seconds) at which the speed score is 0.5: speed = 1 / (1 + latency / speed_scale).
+    speed_scale: float = 1.0
+    # Weight of a new score in a miner's moving averages.
+    score_alpha: float = 0.1
+    # Share of fan-outs whose last slot goes to a random miner instead of the next best.
+    exploration: float = 0.1
+    # Seconds between buffered writes of miner records to the database.
+    flush_interval: float = 2.0
+    # Turn scores into a weights job once per epoch (per subnet backend, signed by its identity).
+    auto_weights: bool = False
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     app_name: str = "pylon"
     # Where the SQLite file, the dev wallet and the metrics scratch space live.
@@ -304,6 +349,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     inference: InferenceSettings = msgspec.field(default_factory=InferenceSettings)
     jobs: JobsSettings = msgspec.field(default_factory=JobsSettings)
     tasks: TasksSettings = msgspec.field(default_factory=TasksSettings)
+    gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
 
     @property
     def database_url(self) -> str:
@@ -591,6 +637,7 @@ def validate(settings: Settings) -> None:
     _validate_inference(settings.inference)
     _validate_tasks(settings.tasks)
     _validate_fiber(settings)
+    _validate_gateway(settings)
 
 
 TASK_KINDS = ("transcription", "tts", "summarization")
@@ -704,6 +751,8 @@ def _validate_inference(inference: InferenceSettings) -> None:
     for backend in inference.backends:
         if not backend.name:
             raise SettingsError("PYLON_BACKENDS: every backend needs a non-empty name")
+        if backend.kind == "subnet":
+            continue  # checked by _validate_gateway
         if not backend.base_url.startswith(("http://", "https://")):
             raise SettingsError(
                 f"PYLON_BACKENDS: backend {backend.name!r}: base_url must start with http:// or https://, "
@@ -731,6 +780,72 @@ def _validate_inference(inference: InferenceSettings) -> None:
         raise SettingsError(
             f"PYLON_BACKEND_COOLDOWN: expected 0 seconds or more, got {inference.backend_cooldown}"
         )
+
+
+def _validate_gateway(settings: Settings) -> None:
+    import ipaddress
+
+    gateway = settings.gateway
+    for entry in gateway.allowed_networks:
+        try:
+            network = ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"PYLON_GATEWAY_ALLOWED_NETWORKS: {entry!r} is not a CIDR network (e.g. 203.0.113.0/24)"
+            ) from None
+        if settings.chain.network == "local" and not network.is_loopback:
+            raise SettingsError(
+                f"PYLON_GATEWAY_ALLOWED_NETWORKS: {entry!r} is not loopback; with PYLON_NETWORK=local the "
+                "gateway calls loopback miners only"
+            )
+    if gateway.scorer and ":" not in gateway.scorer:
+        raise SettingsError(f"PYLON_GATEWAY_SCORER: expected module:function, got {gateway.scorer!r}")
+    for name in ("accuracy_weight", "speed_weight"):
+        if getattr(gateway, name) < 0:
+            raise SettingsError(
+                f"PYLON_GATEWAY_{name.upper()}: expected 0 or more, got {getattr(gateway, name)}"
+            )
+    if gateway.accuracy_weight + gateway.speed_weight <= 0:
+        raise SettingsError("PYLON_GATEWAY_ACCURACY_WEIGHT: accuracy and speed weights cannot both be 0")
+    if gateway.speed_scale <= 0:
+        raise SettingsError(f"PYLON_GATEWAY_SPEED_SCALE: expected seconds above 0, got {gateway.speed_scale}")
+    if not 0 < gateway.score_alpha <= 1:
+        raise SettingsError(
+            f"PYLON_GATEWAY_SCORE_ALPHA: expected above 0 and at most 1, got {gateway.score_alpha}"
+        )
+    if not 0 <= gateway.exploration <= 1:
+        raise SettingsError(f"PYLON_GATEWAY_EXPLORATION: expected 0 to 1, got {gateway.exploration}")
+    if gateway.flush_interval <= 0:
+        raise SettingsError(
+            f"PYLON_GATEWAY_FLUSH_INTERVAL: expected seconds above 0, got {gateway.flush_interval}"
+        )
+    names = {backend.name: backend for backend in settings.inference.backends}
+    for backend in settings.inference.backends:
+        if backend.kind != "subnet":
+            continue
+        where = f"PYLON_BACKENDS: subnet backend {backend.name!r}"
+        if not backend.models:
+            raise SettingsError(f"{where}: list the model names it serves in `models`")
+        if backend.fanout < 1:
+            raise SettingsError(f"{where}: fanout must be at least 1")
+        if backend.request_timeout <= 0 or backend.total_timeout <= 0:
+            raise SettingsError(f"{where}: timeouts must be above 0 seconds")
+        if backend.hedge_delay is not None and backend.hedge_delay < 0:
+            raise SettingsError(f"{where}: hedge_delay must be 0 seconds or more")
+        if backend.netuid is not None and backend.netuid < 0:
+            raise SettingsError(f"{where}: netuid must be 0 or more")
+        if backend.path_prefix and not backend.path_prefix.startswith("/"):
+            raise SettingsError(f"{where}: path_prefix must start with / (got {backend.path_prefix!r})")
+        if backend.reference:
+            reference = names.get(backend.reference)
+            if reference is None:
+                raise SettingsError(f"{where}: reference {backend.reference!r} is not a configured backend")
+            if reference.kind == "subnet":
+                raise SettingsError(f"{where}: the reference must be a model server, not a subnet backend")
+        if backend.identity != DEFAULT_IDENTITY and backend.identity not in {
+            identity.name for identity in settings.identities
+        }:
+            raise SettingsError(f"{where}: identity {backend.identity!r} is not listed in PYLON_IDENTITIES")
 
 
 def mask_url(url: str) -> str:

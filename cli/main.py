@@ -11,6 +11,7 @@ from cli import chain as chain_commands
 from cli import chain_metadata
 from cli import config as config_commands
 from cli import db as db_commands
+from cli import gateway as gateway_commands
 from cli import keys as keys_commands
 from cli import localnet as localnet_commands
 from cli import wallet as wallet_commands
@@ -57,6 +58,7 @@ app.add_typer(weights_commands.app, name="weights")
 app.add_typer(keys_commands.app, name="keys")
 app.add_typer(backends_commands.app, name="backends")
 app.add_typer(wallet_commands.app, name="wallet")
+app.add_typer(gateway_commands.app, name="gateway")
 
 
 if __name__ == "__main__":

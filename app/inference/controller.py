@@ -248,7 +248,7 @@ def inference_lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         # The worker's keep-alive connections to every OpenAI-kind backend (see app/inference/upstream.py).
         pool = UpstreamPool()
         router = BackendRouter(
-            build_backends(settings.inference, pool),
+            build_backends(settings.inference, pool, app.state.get("gateway")),
             cooldown=settings.inference.backend_cooldown,
             health_interval=settings.inference.backend_health_interval,
         )

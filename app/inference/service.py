@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
@@ -41,6 +41,9 @@ from app.inference.upstream import UpstreamPool
 from app.metrics_buffer import BUFFER
 from app.settings import InferenceSettings
 
+if TYPE_CHECKING:
+    from app.gateway.service import GatewayRuntime
+
 log = structlog.get_logger(__name__)
 
 DECODERS: dict[Endpoint, msgspec.json.Decoder[Any]] = {
@@ -53,14 +56,25 @@ DONE = b"data: [DONE]\n\n"
 CONTENT_ROLES = frozenset({"system", "developer", "user"})
 
 
-def build_backends(settings: InferenceSettings, pool: UpstreamPool) -> list[Backend]:
-    """One backend per configured server; the OpenAI kind shares the worker's upstream pool."""
+def build_backends(
+    settings: InferenceSettings, pool: UpstreamPool, gateway: GatewayRuntime | None = None
+) -> list[Backend]:
+    """One backend per configured server; the OpenAI kind shares the worker's upstream pool.
+
+    The subnet kind is built by the gateway (app/gateway/), which then finds each one's reference among
+    the others; without a gateway (`pylon backends list`) subnet entries are left out.
+    """
     backends: list[Backend] = []
     for config in settings.backends:
         if config.kind == "ollama":
             backends.append(OllamaBackend(config))
+        elif config.kind == "subnet":
+            if gateway is not None:
+                backends.append(gateway.subnet_backend(config, pool))
         else:
             backends.append(OpenAIBackend(config, pool))
+    if gateway is not None:
+        gateway.attach(backends)
     return backends
 
 

@@ -6,7 +6,7 @@ Answers are deterministic (words picked by hashing the prompt), token counts are
 sends (one word = one token; a prompt costs one token per whitespace-separated word), streams send one
 token per event. Failure modes and latency can be changed while it runs, so tests can break a backend
 and heal it: `POST /_fake/config` with any of `{"fail": "500"|"crash"|"hang"|null, "fail_after": n,
-"latency": s, "token_delay": s}`;
+"latency": s, "token_delay": s, "salt": str}`;
 `GET /_fake/stats` counts generation requests (POSTs), streams finished and streams the client abandoned.
 Audio (`/v1/audio/transcriptions`, `/v1/audio/speech`): speech is a real WAV carrying its text as tones
 (tests/fakes/audio.py), and a transcript is that text again, or words hashed from any other audio.
@@ -50,6 +50,9 @@ CONFIG: dict[str, Any] = {
     "fail": os.environ.get("FAKE_FAIL") or None,
     # Streams break (connection dropped) after this many events; 0 never.
     "fail_after": int(os.environ.get("FAKE_FAIL_AFTER", "0")),
+    # Mixed into every answer's hash: a non-empty salt answers differently from an unsalted server (a
+    # "wrong" model, for the subnet gateway's scoring).
+    "salt": os.environ.get("FAKE_SALT", ""),
 }
 # The request's headers, for the handlers that need them (multipart boundaries).
 CURRENT_HEADERS: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("headers")
@@ -64,7 +67,7 @@ STATS = {
 
 
 def tokens_for(text: str, count: int) -> list[str]:
-    digest = hashlib.sha256(text.encode()).digest()
+    digest = hashlib.sha256((CONFIG["salt"] + text).encode()).digest()
     return [(" " if i else "") + WORDS[digest[i % len(digest)] % len(WORDS)] for i in range(count)]
 
 
@@ -73,7 +76,7 @@ def count_tokens(text: str) -> int:
 
 
 def embedding(text: str, dimensions: int) -> list[float]:
-    digest = hashlib.sha256(text.encode()).digest()
+    digest = hashlib.sha256((CONFIG["salt"] + text).encode()).digest()
     return [round(digest[i % len(digest)] / 255 - 0.5, 6) for i in range(dimensions)]
 
 
@@ -574,6 +577,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--token-delay", type=float, default=CONFIG["token_delay"], help="seconds between tokens"
     )
+    parser.add_argument("--salt", default=CONFIG["salt"], help="mixed into answers: a 'wrong' model")
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
     os.environ.update(
@@ -581,6 +585,7 @@ def main(argv: list[str] | None = None) -> None:
         FAKE_TOKENS=str(args.tokens),
         FAKE_LATENCY=str(args.latency),
         FAKE_TOKEN_DELAY=str(args.token_delay),
+        FAKE_SALT=args.salt,
     )
     from granian.constants import Interfaces
     from granian.server import Server
