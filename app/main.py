@@ -33,6 +33,7 @@ from app.neurons.controller import neurons_router
 from app.peer.controller import peer_router
 from app.settings import Settings, load_settings, secret_values
 from app.swagger import LocalSwaggerRenderPlugin
+from app.upstreams.controller import upstream_routes, upstreams_lifespan
 from app.weights.controller import WeightsController
 from app.weights.runtime import weights_lifespan
 
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> PylonEdge:
             KeyController,
             inference_router(settings),
             dashboard_router,
+            *upstream_routes(settings),
         ],
         plugins=[SQLAlchemyPlugin(config=db_config)],
         on_app_init=[keep_settings],
@@ -111,6 +113,7 @@ def create_app(settings: Settings | None = None) -> PylonEdge:
             authentication_lifespan,
             weights_lifespan(db_config.get_engine()),
             inference_lifespan(settings),
+            upstreams_lifespan(settings),
         ],
         # Last, once every lifespan hook above has built its objects.
         on_startup=[freeze_startup_objects],

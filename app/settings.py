@@ -210,6 +210,36 @@ class InferenceSettings(Section, frozen=True, kw_only=True):
     backend_cooldown: float = 15.0
 
 
+class UpstreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One internal server behind a path prefix, as listed in `PYLON_UPSTREAMS` (a JSON list)."""
+
+    # `/train`: requests to /train and /train/... go to this upstream.
+    prefix: str
+    # http(s)://host:port[/base]; the prefix of the request path is replaced by the URL's path.
+    url: str
+    # The metrics label and /status name; empty: the prefix without slashes (`/a/b` -> `a-b`).
+    name: str = ""
+    connect_timeout: float = 5.0
+    # Longest wait for the upstream's answer to begin, and between two chunks of it (504 before it began).
+    timeout: float = 60.0
+    # Stricter than PYLON_EPISTULA_* for this upstream: signers need a validator permit / this stake.
+    require_validator_permit: bool = False
+    min_stake: float = 0.0
+    # Probed by GET /status (any answer below 500 is up); a required upstream down makes /status 503.
+    health_path: str = "/"
+    required: bool = True
+
+
+class UpstreamsSettings(Section, frozen=True, kw_only=True):
+    upstreams: list[UpstreamSettings] = msgspec.field(default_factory=list)
+    # Longest body an Epistula-signed request to an upstream may have: it is read whole to check its hash
+    # before anything is forwarded (API-key callers' bodies are streamed, unbounded).
+    upstream_signed_body_max: int = 16 * 1024 * 1024
+    # Seconds an upstream probe of GET /status is reused, and how long one may take.
+    upstream_status_ttl: float = 3.0
+    upstream_probe_timeout: float = 1.0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     app_name: str = "pylon"
     # Where the SQLite file, the dev wallet and the metrics scratch space live.
@@ -229,6 +259,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Named wallets besides the default one: PYLON_IDENTITIES=alpha,beta (see `_identities`).
     identities: tuple[IdentitySettings, ...] = ()
     inference: InferenceSettings = msgspec.field(default_factory=InferenceSettings)
+    upstreams: UpstreamsSettings = msgspec.field(default_factory=UpstreamsSettings)
 
     @property
     def database_url(self) -> str:
@@ -510,6 +541,7 @@ def validate(settings: Settings) -> None:
         raise SettingsError(f"PYLON_WEIGHTS_LEASE_MARGIN: expected >= 0 seconds, got {weights.lease_margin}")
     _validate_keys(settings)
     _validate_inference(settings.inference)
+    _validate_upstreams(settings.upstreams)
 
 
 def _validate_keys(settings: Settings) -> None:
@@ -592,6 +624,73 @@ def _validate_inference(inference: InferenceSettings) -> None:
         raise SettingsError(
             f"PYLON_BACKEND_COOLDOWN: expected 0 seconds or more, got {inference.backend_cooldown}"
         )
+
+
+# Pylon's own route prefixes: an upstream prefix may not sit on or under them, nor they under it.
+RESERVED_PREFIXES = ("/api", "/v1", "/health", "/ready", "/status", "/metrics", "/schema", "/dashboard")
+_PREFIX = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+$")
+_UPSTREAM_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+def upstream_name(upstream: UpstreamSettings) -> str:
+    """The upstream's name: its own, or its prefix without slashes (`/a/b` -> `a-b`)."""
+    return upstream.name or upstream.prefix.strip("/").replace("/", "-")
+
+
+def _validate_upstreams(section: UpstreamsSettings) -> None:
+    var = "PYLON_UPSTREAMS"
+    seen: dict[str, str] = {}
+    names: set[str] = set()
+    for upstream in section.upstreams:
+        prefix = upstream.prefix
+        if not _PREFIX.match(prefix):
+            raise SettingsError(
+                f"{var}: prefix {prefix!r} must be a path like /train: starting with /, no trailing slash, "
+                "no empty segment, query or parameter"
+            )
+        for reserved in RESERVED_PREFIXES:
+            if _under(prefix, reserved) or _under(reserved, prefix):
+                raise SettingsError(
+                    f"{var}: prefix {prefix!r} clashes with Pylon's own routes under {reserved}"
+                )
+        for other in seen:
+            if _under(prefix, other) or _under(other, prefix):
+                raise SettingsError(
+                    f"{var}: prefixes must be distinct and not nested: {other!r} and {prefix!r}"
+                )
+        name = upstream_name(upstream)
+        if not _UPSTREAM_NAME.match(name) or name in names:
+            raise SettingsError(
+                f"{var}: upstream {prefix!r}: name {name!r} must be unique, letters, digits, _.-"
+            )
+        seen[prefix] = name
+        names.add(name)
+        host = upstream.url.partition("://")[2].split("/", 1)[0]
+        if not upstream.url.startswith(("http://", "https://")) or not host or "?" in upstream.url:
+            raise SettingsError(
+                f"{var}: upstream {prefix!r}: url must be http:// or https:// with a host and no query, "
+                f"got {mask_url(upstream.url)!r}"
+            )
+        if upstream.connect_timeout <= 0 or upstream.timeout <= 0:
+            raise SettingsError(f"{var}: upstream {prefix!r}: timeouts must be above 0 seconds")
+        if upstream.min_stake < 0:
+            raise SettingsError(f"{var}: upstream {prefix!r}: min_stake must be 0 or more")
+        if not upstream.health_path.startswith("/"):
+            raise SettingsError(f"{var}: upstream {prefix!r}: health_path must start with /")
+    if section.upstream_signed_body_max < 1024:
+        raise SettingsError(
+            "PYLON_UPSTREAM_SIGNED_BODY_MAX: expected at least 1024 bytes, "
+            f"got {section.upstream_signed_body_max}"
+        )
+    for name in ("upstream_status_ttl", "upstream_probe_timeout"):
+        if getattr(section, name) <= 0:
+            raise SettingsError(
+                f"PYLON_{name.upper()}: expected seconds above 0, got {getattr(section, name)}"
+            )
 
 
 def mask_url(url: str) -> str:

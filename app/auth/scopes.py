@@ -11,3 +11,5 @@ class Scope(StrEnum):
     KEYS_ADMIN = "keys:admin"
     METRICS_READ = "metrics:read"
     DASHBOARD = "dashboard"
+    # The miner's internal servers behind PYLON_UPSTREAMS prefixes (app/upstreams/).
+    UPSTREAM = "upstream"
