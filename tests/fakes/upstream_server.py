@@ -86,7 +86,7 @@ class FakeUpstream:
             {
                 "method": request.method,
                 "path": request.raw_path.partition("?")[0],
-                "query": request.query_string,
+                "query": request.raw_path.partition("?")[2],
                 "headers": _decoded(request.raw_headers),
                 "size": size,
                 "sha256": digest,
