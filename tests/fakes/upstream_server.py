@@ -4,8 +4,8 @@
 
 - `ANY /echo[/...]`: the request as seen (method, path, query, headers as a list) and the body's size and
   SHA-256, read piece by piece (never held whole);
-- `GET /stream?chunks=N&size=B&delay=S`: N chunks of B bytes, S seconds apart; the in-process
-  `FakeUpstream.stream_finished` event is set once the last one is written;
+- `GET /stream?chunks=N&size=B&delay=S[&hold=1]`: N chunks of B bytes, S seconds apart (with `hold`, the
+  second waits for `FakeUpstream.release`); `FakeUpstream.stream_finished` is set once the last is written;
 - `POST /upload`: reads the body piece by piece; `FakeUpstream.upload_started` is set at its first piece;
   answers its size, SHA-256 and the largest piece;
 - `GET /download?mb=N`: N MiB of zero bytes in 64 KiB pieces;
@@ -34,6 +34,8 @@ class FakeUpstream:
     def __init__(self) -> None:
         self.upload_started = threading.Event()
         self.stream_finished = threading.Event()
+        # `/stream?hold=1` waits for this after its first chunk (tests set it once they have read that one).
+        self.release = threading.Event()
         self.health_status = 200
         self.requests = 0
         self.app = web.Application(client_max_size=1024**4)
@@ -97,10 +99,13 @@ class FakeUpstream:
         chunks = int(request.query.get("chunks", "5"))
         size = int(request.query.get("size", "16"))
         delay = float(request.query.get("delay", "0"))
+        hold = request.query.get("hold") == "1"
         self.stream_finished.clear()
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         await response.prepare(request)
         for index in range(chunks):
+            if index == 1 and hold:
+                await asyncio.to_thread(self.release.wait, 30)
             if index and delay:
                 await asyncio.sleep(delay)
             await response.write(bytes([65 + index % 26]) * size)
