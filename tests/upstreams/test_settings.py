@@ -49,3 +49,10 @@ def test_the_reserved_prefixes_cover_every_route_of_pylon(tmp_path: Path) -> Non
         assert any(
             route.path == prefix or route.path.startswith(prefix + "/") for prefix in RESERVED_PREFIXES
         ), route.path
+
+
+def test_the_miner_example_env_file_loads() -> None:
+    from tests.conftest import PROJECT_ROOT
+
+    settings = load_settings({}, env_file=str(PROJECT_ROOT / "envs" / "miner.env.example"))
+    assert [u.prefix for u in settings.upstreams.upstreams] == ["/train", "/inference"]
