@@ -174,6 +174,19 @@ class UpstreamProxy:
                 return upstream
         return None
 
+    async def proxy(
+        self, request: ProxyRequest, body: bytes | AsyncIterable[bytes] | None
+    ) -> ProxyResponse | None:
+        """Proxy `request` to the upstream its path is under; None when no prefix matches (a 404).
+
+        The one call for front ends other than the HTTP mounts (the Fiber protocol's decrypted requests):
+        the caller has authenticated `request.caller` already. Raises `UpstreamFailure` as `forward` does.
+        """
+        upstream = self.route(request.raw_path)
+        if upstream is None:
+            return None
+        return await self.forward(upstream, request, body)
+
     async def forward(
         self, upstream: Upstream, request: ProxyRequest, body: bytes | AsyncIterable[bytes] | None
     ) -> ProxyResponse:

@@ -298,3 +298,40 @@ async def test_metrics_are_labelled_by_upstream_name_only(pylon: Pylon) -> None:
 
 def pylon_hotkey_in(line: str, pylon: Pylon) -> bool:
     return pylon.validator.ss58_address in line or pylon.miner.ss58_address in line
+
+
+async def test_other_front_ends_proxy_by_path_without_asgi(pylon: Pylon) -> None:
+    """`UpstreamProxy.proxy`: plain values in and out (what the Fiber protocol's requests go through)."""
+    from app.auth.context import Principal
+    from app.upstreams.service import ProxyRequest, UpstreamProxy
+
+    # Its own proxy: the test client serves the app from another thread's event loop.
+    proxy = UpstreamProxy(pylon.client.app.state.settings.upstreams)
+    await proxy.start()
+    caller = Principal(kind="epistula", id=pylon.validator.ss58_address, scopes=frozenset({"upstream"}))
+
+    async def pieces() -> AsyncIterator[bytes]:
+        yield b"ab"
+        yield b"cd"
+
+    request = ProxyRequest(
+        method="POST",
+        raw_path="/inference/run",
+        query="n=1",
+        headers=[(b"content-type", b"text/plain"), (b"transfer-encoding", b"chunked")],
+        caller=caller,
+        request_id="fiber-1",
+    )
+    try:
+        response = await proxy.proxy(request, pieces())
+        assert response is not None and response.status == 200
+        try:
+            echo = json.loads(b"".join([piece async for piece in response]))
+        finally:
+            await response.aclose()
+        assert await proxy.proxy(ProxyRequest(method="GET", raw_path="/nowhere"), None) is None
+    finally:
+        await proxy.close()
+    assert echo["path"] == "/echo/run" and echo["query"] == "n=1" and echo["size"] == 4
+    assert header(echo, "X-Pylon-Hotkey") == [pylon.validator.ss58_address]
+    assert header(echo, "X-Request-ID") == ["fiber-1"]

@@ -39,7 +39,12 @@ def server(upstream: RunningUpstream, tmp_path_factory: pytest.TempPathFactory) 
         **inherited,
         **base_env(folder / "data"),
         "PYLON_LOCAL_BLOCK_TIME": "3600",
-        "PYLON_UPSTREAMS": json.dumps([{"prefix": "/train", "url": upstream.url}]),
+        "PYLON_UPSTREAMS": json.dumps(
+            [
+                {"prefix": "/train", "url": upstream.url},
+                {"prefix": "/brittle", "url": upstream.url, "timeout": 0.5, "required": False},
+            ]
+        ),
     }
     live = LiveServer(env, free_port(), folder / "serve.log").start(timeout=90)
     yield live
@@ -185,3 +190,18 @@ def test_a_validator_signing_with_epistula_reaches_the_upstream(server: LiveServ
     status = httpx.get(f"{server.url}/status", timeout=30)
     assert status.status_code == 200, status.text
     assert status.json()["checks"]["upstream:train"]["status"] == "ok"
+
+
+async def test_an_answer_broken_midway_ends_unfinished(server: LiveServer) -> None:
+    """The upstream stalls past its timeout after its first chunk: the status cannot change any more, so
+    the caller sees the answer end before its last chunk, never a complete-looking one."""
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=30) as client,
+        client.stream("GET", "/brittle/stream?chunks=3&size=10&delay=3", headers=ADMIN) as answer,
+    ):
+        assert answer.status_code == 200
+        received = b""
+        with pytest.raises(httpx.RemoteProtocolError):
+            async for piece in answer.aiter_raw():
+                received += piece
+    assert received == b"A" * 10
