@@ -65,6 +65,15 @@ async def _run(check: ReadyCheck) -> CheckResult:
         return CheckResult(status="down", detail=f"no answer within {CHECK_TIMEOUT}s")
 
 
+async def run_checks(checks: dict[str, ReadyCheck]) -> tuple[CheckStatus, dict[str, CheckResult]]:
+    """Every check at once, each bounded by CHECK_TIMEOUT; the worst status is the overall one."""
+    names = list(checks)
+    results = dict(zip(names, await asyncio.gather(*(_run(checks[n]) for n in names)), strict=True))
+    statuses = {r.status for r in results.values()}
+    overall: CheckStatus = "down" if "down" in statuses else "degraded" if "degraded" in statuses else "ok"
+    return overall, results
+
+
 @get("/health", sync_to_thread=False, tags=["ops"], opt={"open": "liveness"})
 def health() -> HealthResponse:
     """Liveness: the process answers."""
@@ -74,11 +83,7 @@ def health() -> HealthResponse:
 @get("/ready", tags=["ops"], opt={"open": "readiness"})
 async def ready(request: Request) -> Response[ReadyResponse]:
     """Readiness: each dependency's status; 503 when one is down, 200 when all are ok or degraded."""
-    checks = ready_checks(request.app.state)
-    names = list(checks)
-    results = dict(zip(names, await asyncio.gather(*(_run(checks[n]) for n in names)), strict=True))
-    statuses = {r.status for r in results.values()}
-    overall: CheckStatus = "down" if "down" in statuses else "degraded" if "degraded" in statuses else "ok"
+    overall, results = await run_checks(ready_checks(request.app.state))
     return Response(
         ReadyResponse(status=overall, checks=results), status_code=503 if overall == "down" else 200
     )

@@ -40,6 +40,7 @@ from app.settings import Settings, load_settings, secret_values
 from app.swagger import LocalSwaggerRenderPlugin
 from app.tasks.controller import TasksController
 from app.tasks.runtime import tasks_lifespan
+from app.upstreams.controller import upstream_routes, upstreams_lifespan
 from app.weights.controller import WeightsController
 from app.weights.runtime import weights_lifespan
 
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> PylonEdge:
             dashboard_router,
             TasksController,
             fiber_router,
+            *upstream_routes(settings),
         ],
         plugins=[SQLAlchemyPlugin(config=db_config), ErrorResponsesPlugin(ErrorResponse)],
         on_app_init=[keep_settings],
@@ -127,6 +129,7 @@ def create_app(settings: Settings | None = None) -> PylonEdge:
             inference_lifespan(settings),
             # After inference: tasks run through its router.
             tasks_lifespan(db_config.get_engine()),
+            upstreams_lifespan(settings),
         ],
         # Last, once every lifespan hook above has built its objects.
         on_startup=[freeze_startup_objects],

@@ -326,6 +326,36 @@ class GatewaySettings(Section, frozen=True, kw_only=True):
     auto_weights: bool = False
 
 
+class UpstreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One internal server behind a path prefix, as listed in `PYLON_UPSTREAMS` (a JSON list)."""
+
+    # `/train`: requests to /train and /train/... go to this upstream.
+    prefix: str
+    # http(s)://host:port[/base]; the prefix of the request path is replaced by the URL's path.
+    url: str
+    # The metrics label and /status name; empty: the prefix without slashes (`/a/b` -> `a-b`).
+    name: str = ""
+    connect_timeout: float = 5.0
+    # Longest wait for the upstream's answer to begin, and between two chunks of it (504 before it began).
+    timeout: float = 60.0
+    # Stricter than PYLON_EPISTULA_* for this upstream: signers need a validator permit / this stake.
+    require_validator_permit: bool = False
+    min_stake: float = 0.0
+    # Probed by GET /status (any answer below 500 is up); a required upstream down makes /status 503.
+    health_path: str = "/"
+    required: bool = True
+
+
+class UpstreamsSettings(Section, frozen=True, kw_only=True):
+    upstreams: list[UpstreamSettings] = msgspec.field(default_factory=list)
+    # Longest body an Epistula-signed request to an upstream may have: it is read whole to check its hash
+    # before anything is forwarded (API-key callers' bodies are streamed, unbounded).
+    upstream_signed_body_max: int = 16 * 1024 * 1024
+    # Seconds an upstream probe of GET /status is reused, and how long one may take.
+    upstream_status_ttl: float = 3.0
+    upstream_probe_timeout: float = 1.0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     app_name: str = "pylon"
     # Where the SQLite file, the dev wallet and the metrics scratch space live.
@@ -350,6 +380,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jobs: JobsSettings = msgspec.field(default_factory=JobsSettings)
     tasks: TasksSettings = msgspec.field(default_factory=TasksSettings)
     gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
+    upstreams: UpstreamsSettings = msgspec.field(default_factory=UpstreamsSettings)
 
     @property
     def database_url(self) -> str:
@@ -638,6 +669,7 @@ def validate(settings: Settings) -> None:
     _validate_tasks(settings.tasks)
     _validate_fiber(settings)
     _validate_gateway(settings)
+    _validate_upstreams(settings.upstreams)
 
 
 TASK_KINDS = ("transcription", "tts", "summarization")
@@ -846,6 +878,73 @@ def _validate_gateway(settings: Settings) -> None:
             identity.name for identity in settings.identities
         }:
             raise SettingsError(f"{where}: identity {backend.identity!r} is not listed in PYLON_IDENTITIES")
+
+
+# Pylon's own route prefixes: an upstream prefix may not sit on or under them, nor they under it.
+RESERVED_PREFIXES = ("/api", "/v1", "/health", "/ready", "/status", "/metrics", "/schema", "/dashboard")
+_PREFIX = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+$")
+_UPSTREAM_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+def upstream_name(upstream: UpstreamSettings) -> str:
+    """The upstream's name: its own, or its prefix without slashes (`/a/b` -> `a-b`)."""
+    return upstream.name or upstream.prefix.strip("/").replace("/", "-")
+
+
+def _validate_upstreams(section: UpstreamsSettings) -> None:
+    var = "PYLON_UPSTREAMS"
+    seen: dict[str, str] = {}
+    names: set[str] = set()
+    for upstream in section.upstreams:
+        prefix = upstream.prefix
+        if not _PREFIX.match(prefix):
+            raise SettingsError(
+                f"{var}: prefix {prefix!r} must be a path like /train: starting with /, no trailing slash, "
+                "no empty segment, query or parameter"
+            )
+        for reserved in RESERVED_PREFIXES:
+            if _under(prefix, reserved) or _under(reserved, prefix):
+                raise SettingsError(
+                    f"{var}: prefix {prefix!r} clashes with Pylon's own routes under {reserved}"
+                )
+        for other in seen:
+            if _under(prefix, other) or _under(other, prefix):
+                raise SettingsError(
+                    f"{var}: prefixes must be distinct and not nested: {other!r} and {prefix!r}"
+                )
+        name = upstream_name(upstream)
+        if not _UPSTREAM_NAME.match(name) or name in names:
+            raise SettingsError(
+                f"{var}: upstream {prefix!r}: name {name!r} must be unique, letters, digits, _.-"
+            )
+        seen[prefix] = name
+        names.add(name)
+        host = upstream.url.partition("://")[2].split("/", 1)[0]
+        if not upstream.url.startswith(("http://", "https://")) or not host or "?" in upstream.url:
+            raise SettingsError(
+                f"{var}: upstream {prefix!r}: url must be http:// or https:// with a host and no query, "
+                f"got {mask_url(upstream.url)!r}"
+            )
+        if upstream.connect_timeout <= 0 or upstream.timeout <= 0:
+            raise SettingsError(f"{var}: upstream {prefix!r}: timeouts must be above 0 seconds")
+        if upstream.min_stake < 0:
+            raise SettingsError(f"{var}: upstream {prefix!r}: min_stake must be 0 or more")
+        if not upstream.health_path.startswith("/"):
+            raise SettingsError(f"{var}: upstream {prefix!r}: health_path must start with /")
+    if section.upstream_signed_body_max < 1024:
+        raise SettingsError(
+            "PYLON_UPSTREAM_SIGNED_BODY_MAX: expected at least 1024 bytes, "
+            f"got {section.upstream_signed_body_max}"
+        )
+    for name in ("upstream_status_ttl", "upstream_probe_timeout"):
+        if getattr(section, name) <= 0:
+            raise SettingsError(
+                f"PYLON_{name.upper()}: expected seconds above 0, got {getattr(section, name)}"
+            )
 
 
 def mask_url(url: str) -> str:

@@ -12,3 +12,5 @@ class Scope(StrEnum):
     METRICS_READ = "metrics:read"
     DASHBOARD = "dashboard"
     TASKS = "tasks"
+    # The miner's internal servers behind PYLON_UPSTREAMS prefixes (app/upstreams/).
+    UPSTREAM = "upstream"

@@ -6,7 +6,9 @@ refused, so a new route cannot ship unguarded. Credentials, in order:
   `PYLON_METRICS_TOKEN` on routes with `opt["metrics_token"]`, an API key `pylon_<id>_<secret>`, or
   bittensor-pylon's tokens: `PYLON_OPEN_ACCESS_TOKEN` (`neurons:read`) and an identity's
   `PYLON_ID_<NAME>_TOKEN` (that identity, as a key bound to it);
-- Epistula v2 headers, only on routes with `opt["epistula"]` (the signer gets the `inference` scope);
+- Epistula v2 headers, only on routes with `opt["epistula"]` (the signer gets the `inference` and
+  `upstream` scopes; `opt["epistula_validator_permit"]` and `opt["epistula_min_stake"]` ask more of the
+  signer than the PYLON_EPISTULA_* settings do, on that route only).
 - Fiber's signed headers (`validator-hotkey`, `signature`, ...: app/fiber/), only on routes with
   `opt["fiber"]` (the validator gets the `inference` scope too).
 No or bad credentials: 401. A valid credential without the route's scope: 403 naming it. A key whose
@@ -42,7 +44,7 @@ from app.keys.tokens import CachedKey, parse_key
 from app.settings import AuthSettings, IdentitySettings
 
 ALL_SCOPES = frozenset(str(scope) for scope in Scope)
-EPISTULA_SCOPES = frozenset({str(Scope.INFERENCE)})
+EPISTULA_SCOPES = frozenset({str(Scope.INFERENCE), str(Scope.UPSTREAM)})
 ADMIN = Principal(kind="admin_token", id="admin", scopes=ALL_SCOPES)
 METRICS = Principal(kind="metrics_token", id="metrics", scopes=frozenset({str(Scope.METRICS_READ)}))
 OPEN_ACCESS = Principal(kind="open_access", id="open_access", scopes=frozenset({str(Scope.NEURONS_READ)}))
@@ -61,6 +63,9 @@ class Requirement(msgspec.Struct, frozen=True, kw_only=True):
     epistula: bool = False
     fiber: bool = False
     metrics_token: bool = False
+    # The route's own signer requirements, on top of the verifier's (PYLON_EPISTULA_*).
+    validator_permit: bool = False
+    min_stake: float = 0.0
 
     @classmethod
     def of(cls, opt: Mapping[str, Any]) -> Requirement | None:
@@ -73,6 +78,8 @@ class Requirement(msgspec.Struct, frozen=True, kw_only=True):
             epistula=bool(opt.get("epistula")),
             fiber=bool(opt.get("fiber")),
             metrics_token=bool(opt.get("metrics_token")),
+            validator_permit=bool(opt.get("epistula_validator_permit")),
+            min_stake=float(opt.get("epistula_min_stake", 0.0)),
         )
 
 
@@ -214,7 +221,27 @@ class Authenticator:
                 principal = Principal(kind="epistula", id=hotkey, scopes=EPISTULA_SCOPES)
         except Refused as refused:
             return refused.refusal
-        return self._authorize(principal, pending.requirement)
+        requirement = pending.requirement
+        if requirement.validator_permit or requirement.min_stake > 0:
+            refused_signer = await self._route_signer_refusal(principal.id, requirement)
+            if refused_signer is not None:
+                return refused_signer
+        return self._authorize(principal, requirement)
+
+    async def _route_signer_refusal(self, hotkey: str, requirement: Requirement) -> Refusal | None:
+        """The route's own permit and stake requirements (the verifier checked registration)."""
+        netuid = self.epistula.netuid
+        info = await self.directory.lookup(netuid, hotkey)
+        if info is None or (requirement.validator_permit and not info.validator_permit):
+            return _refusal(403, "epistula", f"hotkey {hotkey} has no validator permit on netuid {netuid}")
+        if info.stake < requirement.min_stake:
+            return _refusal(
+                403,
+                "epistula",
+                f"hotkey {hotkey} stakes {info.stake:g}, "
+                f"below this route's minimum of {requirement.min_stake:g}",
+            )
+        return None
 
     def peer_token(self, token: str) -> Principal | None:
         """The principal of a bittensor-pylon token; every configured token is compared (constant time)."""

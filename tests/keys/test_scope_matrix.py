@@ -19,6 +19,8 @@ from tests.keys.helpers import bearer, create_key
 OPEN_ROUTES = {
     "/health",
     "/ready",
+    # The miner's readiness with each upstream (app/upstreams/): names, statuses and latencies only.
+    "/status",
     # bittensor-pylon's identity list (names and netuids only) and its 1.x login (the token is in the body).
     "/api/v1/identities",
     "/api/_unstable/identities",
@@ -91,6 +93,6 @@ async def test_a_route_without_a_declaration_is_refused(app: Litestar, client: A
     assert response.status_code == 403
 
 
-@pytest.mark.parametrize("path", ["/schema/openapi.json", "/health", "/ready"])
+@pytest.mark.parametrize("path", ["/schema/openapi.json", "/health", "/ready", "/status"])
 async def test_open_routes_answer_without_credentials(client: AsyncTestClient, path: str) -> None:
     assert (await client.get(path)).status_code == 200
