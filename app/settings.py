@@ -881,7 +881,20 @@ def _validate_gateway(settings: Settings) -> None:
 
 
 # Pylon's own route prefixes: an upstream prefix may not sit on or under them, nor they under it.
-RESERVED_PREFIXES = ("/api", "/v1", "/health", "/ready", "/status", "/metrics", "/schema", "/dashboard")
+RESERVED_PREFIXES = (
+    "/api",
+    "/v1",
+    "/health",
+    "/ready",
+    "/status",
+    "/metrics",
+    "/schema",
+    "/dashboard",
+    # Fiber (app/fiber/): the handshake and the miner's availability.
+    "/public-encryption-key",
+    "/exchange-symmetric-key",
+    "/availability",
+)
 _PREFIX = re.compile(r"^(/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+$")
 _UPSTREAM_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 

@@ -54,6 +54,7 @@ class GatewayController(Controller):
         "/api/v1/subnet/{netuid:int}/weights/from-scores",
         status_code=HTTP_202_ACCEPTED,
         opt={"scope": Scope.WEIGHTS_WRITE},
+        raises=[Conflict, Unprocessable],
     )
     async def weights_from_scores(
         self, request: Request, netuid: NetuidPath, data: JSONBody[FromScoresRequest | None] = None

@@ -67,17 +67,18 @@ def on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
 def test_db_upgrade_and_downgrade_name_each_migration_on_a_terminal(env: dict[str, str]) -> None:
     head = head_revision()
     assert head is not None
+    count = len(list((PROJECT_ROOT / "alembic" / "versions").glob("*.py")))
     code, stdout, screen = on_a_terminal(["db", "upgrade"], env)
     assert code == 0, screen
     assert stdout == ""
     for number, migration in enumerate(MIGRATIONS, start=1):
-        assert f"Migrating the database, {number} of {int(head)}: upgrade {migration}" in screen
+        assert f"Migrating the database, {number} of {count}: upgrade {migration}" in screen
         assert f"✓ upgrade {migration}" in screen
     assert f"database upgraded to {head} (head)" in screen
 
     code, _, screen = on_a_terminal(["db", "downgrade", "base"], env)
     assert code == 0, screen
-    assert f"Migrating the database, 1 of {int(head)}: downgrade {head} -> " in screen
+    assert f"Migrating the database, 1 of {count}: downgrade {head} -> " in screen
     assert "✓ downgrade 0001 -> base, initial" in screen
     assert "database downgraded to none" in screen
 

@@ -21,6 +21,9 @@ OPEN_ROUTES = {
     "/ready",
     # The miner's readiness with each upstream (app/upstreams/): names, statuses and latencies only.
     "/status",
+    # Fiber: the miner's RSA public key and hotkey (public by design), and whether it takes work now.
+    "/public-encryption-key",
+    "/availability",
     # bittensor-pylon's identity list (names and netuids only) and its 1.x login (the token is in the body).
     "/api/v1/identities",
     "/api/_unstable/identities",
